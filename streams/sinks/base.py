@@ -1,0 +1,35 @@
+"""Where results go. Every sink gets every message; a failing sink never stops the engine."""
+
+from __future__ import annotations
+
+from abc import ABC
+from typing import Any
+
+from affectstream.engine.types import ReasoningResult, WindowResult
+
+
+class Sink(ABC):
+    async def start(self) -> None:
+        return None
+
+    async def publish_window(self, result: WindowResult) -> None:
+        return None
+
+    async def publish_state(self, stream: str, payload: dict[str, Any]) -> None:
+        return None
+
+    async def publish_reasoning(self, result: ReasoningResult) -> None:
+        return None
+
+    async def publish_event(self, payload: dict[str, Any]) -> None:
+        return None
+
+    async def publish_stats(self, payload: dict[str, Any]) -> None:
+        return None
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for the `stats` message (queued, dropped, reconnects...)."""
+        return {}
+
+    async def close(self) -> None:
+        return None
