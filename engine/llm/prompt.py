@@ -1,0 +1,206 @@
+"""Turn one window's perception results into the short text prompt the reasoning LLM reads.
+
+Why text and not embeddings: the `lite` LLM (SmolLM2-135M) has no vision/audio towers, so the fast
+path's measurements *are* its senses. The wording of the question follows R1-Omni's demo instruction
+(R1OMNI.md §3.4) so a model trained by our RLVR trainer (which imports this module) sees exactly the
+prompt it will see in production. Prefill is part of reasoning latency, so the cue block is compact:
+top-k expressions per face, at most a few faces, rounded numbers, a truncated transcript.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from affectstream.engine.labels import EMOTIONS
+from affectstream.engine.types import WindowResult
+
+# R1-Omni's README demo instruction, split so the label list can sit between question and format rule.
+QUESTION = (
+    "As an emotional recognition expert; throughout the video, "
+    "which emotion conveyed by the characters is the most obvious to you?"
+)
+FORMAT_RULE = "Output the thinking process in <think> </think> and final emotion in <answer> </answer> tags."
+# Qwen2-VL's template default, i.e. what R1-Omni's prompt effectively carried (R1OMNI.md §3.4 step 2).
+SYSTEM = "You are a helpful assistant."
+
+TOP_EXPRESSIONS = 3  # per face: enough to show ambiguity, few enough to keep prefill short
+MAX_FACES = 3
+MAX_ACTIONS = 4
+MAX_TRANSCRIPT_CHARS = 160
+
+
+@dataclass(slots=True)
+class FaceCue:
+    """One tracked face: its top expression scores (descending) and facial actions if measured."""
+
+    track: int
+    expressions: list[tuple[str, float]]
+    actions: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Evidence:
+    """Everything the LLM may reason from for one window, detached from frames and audio.
+
+    Built from a `WindowResult` (live) or a `window` payload dict (recorded data / training sets);
+    `to_dict`/`from_dict` round-trip it through JSON so datasets can store evidence, not media.
+    """
+
+    faces: list[FaceCue] = field(default_factory=list)
+    speech: bool | None = None
+    speech_ratio: float | None = None
+    pitch_hz: float | None = None
+    pitch_std_hz: float | None = None
+    energy_db: float | None = None
+    speaking_rate: float | None = None
+    pause_ratio: float | None = None
+    arousal: float | None = None
+    transcript: str | None = None
+    fast_label: str | None = None
+    fast_score: float | None = None
+
+    @classmethod
+    def from_result(cls, result: WindowResult, top_k: int = TOP_EXPRESSIONS) -> Evidence:
+        """Evidence of a live fast-path result."""
+        return cls.from_payload(result.to_payload(), top_k=top_k)
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any], top_k: int = TOP_EXPRESSIONS) -> Evidence:
+        """Evidence of a `window` payload (the MQTT JSON), so recorded streams become prompts too."""
+        faces: list[FaceCue] = []
+        for i, f in enumerate(payload.get("faces") or []):
+            scores = f.get("scores") or {}
+            top = sorted(((str(k), float(v)) for k, v in scores.items()), key=lambda kv: -kv[1])[:top_k]
+            if not top and f.get("label") is not None:
+                top = [(str(f["label"]), float(f.get("score") or 0.0))]
+            actions = {str(k): float(v) for k, v in (f.get("actions") or {}).items()}
+            faces.append(FaceCue(track=int(f.get("track", i)), expressions=top, actions=actions))
+        v = payload.get("voice") or {}
+
+        def num(key: str) -> float | None:
+            x = v.get(key)
+            return None if x is None else float(x)
+
+        transcript = v.get("transcript")
+        transcript = transcript.strip() if isinstance(transcript, str) and transcript.strip() else None
+        label = payload.get("label")
+        score = payload.get("score")
+        return cls(
+            faces=faces,
+            speech=None if not v else bool(v.get("speech")),
+            speech_ratio=num("speech_ratio"),
+            pitch_hz=num("pitch_hz"),
+            pitch_std_hz=num("pitch_std_hz"),
+            energy_db=num("energy_db"),
+            speaking_rate=num("speaking_rate"),
+            pause_ratio=num("pause_ratio"),
+            arousal=num("arousal"),
+            transcript=transcript,
+            fast_label=None if label is None else str(label),
+            fast_score=None if score is None else float(score),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["faces"] = [
+            {"track": f.track, "expressions": [[k, v] for k, v in f.expressions], "actions": f.actions}
+            for f in self.faces
+        ]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Evidence:
+        faces = [
+            FaceCue(
+                track=int(f["track"]),
+                expressions=[(str(k), float(v)) for k, v in f.get("expressions", [])],
+                actions={str(k): float(v) for k, v in (f.get("actions") or {}).items()},
+            )
+            for f in d.get("faces", [])
+        ]
+        rest = {k: d.get(k) for k in cls.__dataclass_fields__ if k != "faces"}
+        return cls(faces=faces, **rest)
+
+
+def _f(x: float, nd: int = 2) -> str:
+    """Compact number: 0.72, 210, -22.5 — fewer tokens than full floats."""
+    s = f"{x:.{nd}f}"
+    if "." in s:
+        s = s.rstrip("0").rstrip(".")
+    return "0" if s in ("-0", "") else s
+
+
+def render_cues(evidence: Evidence, include_fast: bool = True) -> str:
+    """The cue block alone (one line per source), e.g. for logging or for other prompt layouts."""
+    lines: list[str] = []
+    if not evidence.faces:
+        lines.append("Face: none visible.")
+    for n, face in enumerate(evidence.faces[:MAX_FACES], start=1):
+        expr = ", ".join(f"{k} {_f(v)}" for k, v in face.expressions) or "unknown"
+        line = f"Face {n}: {expr}"
+        if face.actions:
+            acts = sorted(face.actions.items(), key=lambda kv: -kv[1])[:MAX_ACTIONS]
+            line += "; actions: " + ", ".join(f"{k} {_f(v)}" for k, v in acts)
+        lines.append(line + ".")
+    if len(evidence.faces) > MAX_FACES:
+        lines.append(f"({len(evidence.faces) - MAX_FACES} more faces.)")
+
+    if evidence.speech is None:
+        lines.append("Voice: no audio.")
+    elif not evidence.speech:
+        lines.append("Voice: no speech.")
+    else:
+        parts = []
+        if evidence.speech_ratio is not None:
+            parts.append(f"speech {_f(evidence.speech_ratio)}")
+        if evidence.pitch_hz is not None:
+            p = f"pitch {_f(evidence.pitch_hz, 0)} Hz"
+            if evidence.pitch_std_hz is not None:
+                p += f" (var {_f(evidence.pitch_std_hz, 0)})"
+            parts.append(p)
+        if evidence.energy_db is not None:
+            parts.append(f"energy {_f(evidence.energy_db, 1)} dB")
+        if evidence.speaking_rate is not None:
+            parts.append(f"rate {_f(evidence.speaking_rate, 1)}/s")
+        if evidence.pause_ratio is not None:
+            parts.append(f"pauses {_f(evidence.pause_ratio)}")
+        if evidence.arousal is not None:
+            parts.append(f"arousal {_f(evidence.arousal)}")
+        lines.append("Voice: " + (", ".join(parts) or "speech") + ".")
+    if evidence.transcript:
+        t = " ".join(evidence.transcript.split())
+        if len(t) > MAX_TRANSCRIPT_CHARS:
+            t = t[: MAX_TRANSCRIPT_CHARS - 3].rstrip() + "..."
+        lines.append(f'Words: "{t}"')
+    if include_fast and evidence.fast_label is not None:
+        fs = "" if evidence.fast_score is None else f" {_f(evidence.fast_score)}"
+        lines.append(f"Fast model: {evidence.fast_label}{fs}.")
+    return "\n".join(lines)
+
+
+def render_prompt(evidence: Evidence, labels: Sequence[str] = EMOTIONS, include_fast: bool = True) -> str:
+    """The user-turn text: cues, then R1-Omni's question, the allowed labels, and its format rule.
+
+    `include_fast=False` hides the fast model's label (RLVR training may want the model to judge
+    from the cues alone rather than copy it).
+    """
+    return (
+        f"{render_cues(evidence, include_fast=include_fast)}\n"
+        f"{QUESTION} Choose one of: {', '.join(labels)}.  {FORMAT_RULE}"
+    )
+
+
+def chat_messages(
+    evidence: Evidence,
+    labels: Sequence[str] = EMOTIONS,
+    include_fast: bool = True,
+    system: str | None = SYSTEM,
+) -> list[dict[str, str]]:
+    """System + user messages for a chat template (llama.cpp `create_chat_completion` or HF)."""
+    msgs: list[dict[str, str]] = []
+    if system:
+        msgs.append({"role": "system", "content": system})
+    msgs.append({"role": "user", "content": render_prompt(evidence, labels, include_fast)})
+    return msgs
