@@ -10,7 +10,7 @@ from __future__ import annotations
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 DFEW_LABELS: tuple[str, ...] = ("happy", "surprise", "neutral", "angry", "disgust", "sad", "fear")
-MAFW_LABELS: tuple[str, ...] = DFEW_LABELS + ("contemptuous", "disappointed", "helpless", "anxious")
+MAFW_LABELS: tuple[str, ...] = (*DFEW_LABELS, "contemptuous", "disappointed", "helpless", "anxious")
 RAVDESS_LABELS: tuple[str, ...] = ("neutral", "calm", "happy", "sad", "angry", "fear", "disgust", "surprise")
 
 

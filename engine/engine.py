@@ -1,0 +1,323 @@
+"""The orchestrator: sources → windower → analyzer (fast path) → smoother → sinks, plus the slow path.
+
+One asyncio loop runs everything that waits (sources, MQTT, timers); everything that computes (the
+analyzer, the LLM) runs in worker threads so a slow model never stalls I/O. Each stream is isolated: a
+source that fails is reported in one line and the others keep running.
+
+Back-pressure differs by source kind, on purpose: a *live* source (camera, mic, RTSP, WebRTC, or a file
+with --realtime) cannot wait, so when the analyzer falls behind the oldest pending window is dropped and
+counted; a file read as fast as possible waits instead, so no window of a recording is ever lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from affectstream.engine.analyzer import Analyzer
+from affectstream.engine.config import Settings
+from affectstream.engine.metrics import LatencySeries, RateCounter
+from affectstream.engine.types import AudioChunk, ReasoningResult, VideoFrame, Window, WindowResult
+from affectstream.streams.sinks.base import Sink
+from affectstream.streams.sources.base import Source, SourceError
+
+log = logging.getLogger("affectstream.engine")
+
+
+class SlowPath(Protocol):
+    """The reasoning scheduler as the engine sees it (see engine/llm/scheduler.py)."""
+
+    def offer(self, result: WindowResult) -> bool: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class StreamState:
+    source: Source
+    windower: Any
+    live: bool
+    max_pending: int
+    pending: deque[Window] = field(default_factory=deque)
+    status: str = "running"  # running | finished | failed | stopped
+    error: str | None = None
+    windows_emitted: int = 0
+    windows_dropped: int = 0
+    windows_analyzed: int = 0
+    last_ts: float = 0.0
+    frames_in: RateCounter = field(default_factory=RateCounter)
+    smoother: Any = None
+
+
+class Engine:
+    """Runs a set of sources through one analyzer and a set of sinks until they end or `stop()`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        analyzer: Analyzer,
+        sinks: list[Sink],
+        *,
+        slow_path: SlowPath | None = None,
+        smoother_factory: Callable[[str], Any] | None = None,
+        on_result: Callable[[WindowResult], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.analyzer = analyzer
+        self.sinks = sinks
+        self.slow_path = slow_path
+        self.smoother_factory = smoother_factory
+        self.on_result = on_result
+        self.streams: dict[str, StreamState] = {}
+        self._work = asyncio.Event()
+        self._space = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.fast_latency = LatencySeries()  # window close → published, ms
+        self.analyze_latency = LatencySeries()  # analyzer call per window, ms
+        self.windows_processed = RateCounter()
+        self.sink_errors = 0
+        self._started = time.monotonic()
+
+    # ------------------------------------------------------------------ public API
+    def stop(self) -> None:
+        """Ask every source to end; pending windows are still analyzed and flushed."""
+        self._stopping.set()
+        self._work.set()
+
+    async def add_source(self, source: Source, *, live: bool | None = None) -> asyncio.Task[None]:
+        """Attach a stream while running (used by the WebRTC server for each caller)."""
+        st = self._make_state(source, live)
+        return asyncio.create_task(self._pump(st), name=f"pump:{source.stream_id}")
+
+    async def run(self, sources: list[Source]) -> dict[str, StreamState]:
+        """Run until every source ends (or stop()); returns each stream's final state."""
+        for s in self.sinks:
+            await self._safe(s.start())
+        states = [self._make_state(src, None) for src in sources]
+        analyzer_task = asyncio.create_task(self._analyze_loop(), name="analyzer")
+        stats_task = asyncio.create_task(self._stats_loop(), name="stats")
+        pumps = [asyncio.create_task(self._pump(st), name=f"pump:{st.source.stream_id}") for st in states]
+        progress = asyncio.create_task(self._progress_loop(states), name="progress")
+        try:
+            await asyncio.gather(*pumps)
+            await self._drain()
+        finally:
+            for t in (analyzer_task, stats_task, progress):
+                t.cancel()
+            for t in (analyzer_task, stats_task, progress):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+            if self.slow_path is not None and hasattr(self.slow_path, "drain"):
+                with contextlib.suppress(Exception):
+                    await self.slow_path.drain()  # type: ignore[attr-defined]
+            await self._safe(self._publish_stats())
+            for s in self.sinks:
+                await self._safe(s.close())
+        return self.streams
+
+    # ------------------------------------------------------------------ internals
+    def _make_state(self, source: Source, live: bool | None) -> StreamState:
+        from affectstream.streams.windower import Windower
+
+        w = self.settings.window
+        is_live = bool(source.live or self.settings.realtime) if live is None else live
+        st = StreamState(
+            source=source,
+            windower=Windower(source.stream_id, length=w.length, hop=w.hop, n_frames=w.frames),
+            live=is_live,
+            max_pending=w.max_pending,
+        )
+        if self.smoother_factory is not None:
+            st.smoother = self.smoother_factory(source.stream_id)
+        if source.stream_id in self.streams:
+            raise ValueError(f"duplicate stream id {source.stream_id!r}: name sources with name=SOURCE")
+        self.streams[source.stream_id] = st
+        return st
+
+    async def _pump(self, st: StreamState) -> None:
+        src = st.source
+        try:
+            async for item in src:
+                if self._stopping.is_set():
+                    st.status = "stopped"
+                    break
+                if isinstance(item, VideoFrame):
+                    st.frames_in.add()
+                    st.last_ts = max(st.last_ts, item.ts)
+                elif isinstance(item, AudioChunk):
+                    st.last_ts = max(st.last_ts, item.end)
+                for win in st.windower.push(item):
+                    await self._enqueue(st, win)
+            for win in st.windower.flush():
+                await self._enqueue(st, win)
+            if st.status == "running":
+                st.status = "finished"
+        except SourceError as e:
+            st.status, st.error = "failed", str(e)
+            print(f"affectstream: {src.stream_id}: {e}", file=sys.stderr)
+        except Exception as e:  # a bug or an unexpected library error: still isolate the stream
+            st.status, st.error = "failed", f"{type(e).__name__}: {e}"
+            log.exception("stream %s failed", src.stream_id)
+            print(f"affectstream: {src.stream_id}: failed: {type(e).__name__}: {e}", file=sys.stderr)
+        finally:
+            with contextlib.suppress(Exception):
+                await src.close()
+
+    async def _enqueue(self, st: StreamState, win: Window) -> None:
+        st.windows_emitted += 1
+        if st.live:
+            while len(st.pending) >= st.max_pending:
+                st.pending.popleft()
+                st.windows_dropped += 1
+        else:
+            while len(st.pending) >= st.max_pending:
+                self._space.clear()
+                await self._space.wait()
+        st.pending.append(win)
+        self._work.set()
+
+    def _take_batch(self) -> list[Window]:
+        """One window from every stream that has one: fair, and lets the analyzer batch across streams."""
+        batch = [st.pending.popleft() for st in self.streams.values() if st.pending]
+        if batch:
+            self._space.set()
+        return batch
+
+    async def _analyze_loop(self) -> None:
+        while True:
+            batch = self._take_batch()
+            if not batch:
+                self._work.clear()
+                await self._work.wait()
+                continue
+            t0 = time.perf_counter()
+            try:
+                results = await asyncio.to_thread(self.analyzer.analyze_batch, batch)
+            except Exception as e:
+                log.exception("analyzer failed on a batch of %d windows", len(batch))
+                print(f"affectstream: analyzer error ({type(e).__name__}: {e}); windows skipped", file=sys.stderr)
+                for w in batch:
+                    st = self.streams.get(w.stream_id)
+                    if st is not None:
+                        st.windows_dropped += 1
+                continue
+            per = (time.perf_counter() - t0) * 1000 / len(batch)
+            for win, res in zip(batch, results, strict=True):
+                self.analyze_latency.add(per)
+                await self._publish(win, res)
+
+    async def _publish(self, win: Window, res: WindowResult) -> None:
+        st = self.streams.get(win.stream_id)
+        if st is not None:
+            st.windows_analyzed += 1
+        res.latency_ms["publish_delay"] = (time.monotonic() - win.closed_at) * 1000
+        for s in self.sinks:
+            await self._safe(s.publish_window(res))
+        if st is not None and st.smoother is not None:
+            state, events = st.smoother.update(res)
+            for s in self.sinks:
+                await self._safe(s.publish_state(win.stream_id, state))
+                for ev in events:
+                    await self._safe(s.publish_event(ev))
+        self.fast_latency.add((time.monotonic() - win.closed_at) * 1000)
+        self.windows_processed.add()
+        if self.on_result is not None:
+            self.on_result(res)
+        if self.slow_path is not None:
+            self.slow_path.offer(res)
+
+    async def publish_reasoning(self, r: ReasoningResult) -> None:
+        """Called by the slow path when a generation finishes."""
+        for s in self.sinks:
+            await self._safe(s.publish_reasoning(r))
+
+    async def _drain(self) -> None:
+        """Wait until every emitted window has been analyzed and published."""
+        while any(st.pending for st in self.streams.values()):
+            self._work.set()
+            await asyncio.sleep(0.01)
+        # the batch in flight, if any
+        while self.windows_processed.total + sum(st.windows_dropped for st in self.streams.values()) < sum(
+            st.windows_emitted for st in self.streams.values()
+        ):
+            await asyncio.sleep(0.01)
+
+    def stats_payload(self) -> dict[str, Any]:
+        streams = {}
+        for sid, st in self.streams.items():
+            streams[sid] = {
+                "status": st.status,
+                "error": st.error,
+                "fps_in": st.frames_in.rate(),
+                "windows": st.windows_emitted,
+                "windows_analyzed": st.windows_analyzed,
+                "windows_dropped": st.windows_dropped,
+                "source": st.source.stats.to_dict(),
+                "windower": getattr(st.windower, "stats_dict", lambda: {})(),
+            }
+        payload: dict[str, Any] = {
+            "schema": "affectstream.stats/1",
+            "ts": round(time.time(), 3),
+            "uptime_s": round(time.monotonic() - self._started, 1),
+            "profile": self.settings.profile,
+            "windows_per_s": self.windows_processed.rate(),
+            "windows_total": self.windows_processed.total,
+            "latency_ms": {"fast_path": self.fast_latency.percentiles(), "analyze": self.analyze_latency.percentiles()},
+            "streams": streams,
+            "sink_errors": self.sink_errors,
+            "sinks": {type(s).__name__: s.stats() for s in self.sinks},
+        }
+        rt = getattr(self.analyzer, "runtime_info", None)
+        if callable(rt):
+            with contextlib.suppress(Exception):
+                payload["runtime"] = rt()
+        if self.slow_path is not None:
+            payload["reasoning"] = self.slow_path.stats()
+        return payload
+
+    async def _publish_stats(self) -> None:
+        p = self.stats_payload()
+        for s in self.sinks:
+            await self._safe(s.publish_stats(p))
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.mqtt.stats_interval)
+            await self._safe(self._publish_stats())
+
+    async def _progress_loop(self, states: list[StreamState]) -> None:
+        files = [st for st in states if st.source.duration and not st.live]
+        if not files or not self.settings.progress or not sys.stderr.isatty():
+            return
+        from tqdm import tqdm
+
+        bars = [
+            tqdm(total=round(st.source.duration or 0, 1), desc=st.source.stream_id, unit="s", leave=True)
+            for st in files
+        ]
+        try:
+            while True:
+                for bar, st in zip(bars, files, strict=True):
+                    bar.n = round(min(st.last_ts, bar.total), 1)
+                    bar.refresh()
+                if all(st.status != "running" for st in files):
+                    return
+                await asyncio.sleep(0.5)
+        finally:
+            for bar in bars:
+                bar.close()
+
+    async def _safe(self, coro: Any) -> None:
+        """A sink must never take the engine down: errors are counted and logged once per kind."""
+        try:
+            await coro
+        except Exception as e:
+            self.sink_errors += 1
+            log.warning("sink error: %s: %s", type(e).__name__, e)
