@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Sets up affectstream on Debian 12 / Python 3.11 (root or sudo): system packages, then the package.
+#   bash .ci/install.sh          runtime: run files, cameras, RTSP/UDP, mic, MQTT, reasoning LLM
+#   bash .ci/install.sh --dev    + training, r1-omni, WebRTC browser tests, linters
+# torch is installed first and pinned (2.13.0, CPU): an unpinned torch pulls a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEV=0
+[ "${1:-}" = "--dev" ] && DEV=1
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+APT_PKGS="mosquitto mosquitto-clients ffmpeg portaudio19-dev espeak-ng sox iproute2"
+[ "$DEV" = 1 ] && APT_PKGS="$APT_PKGS chromium"
+missing=""
+for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  echo ">> apt-get install$missing"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+echo ">> pip install torch==2.13.0 (CPU)"
+$PY -m pip install -q "torch==2.13.0"
+EXTRAS="export,llm,transcript,mic"
+[ "$DEV" = 1 ] && EXTRAS="$EXTRAS,webrtc,train,omni,dev"
+if ! $PY -c "import llama_cpp" 2>/dev/null; then
+  echo ">> building llama-cpp-python from source (about 7 minutes on 2 cores, once)"
+fi
+echo ">> pip install -e .[$EXTRAS]"
+CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) $PY -m pip install -q -e ".[$EXTRAS]"
+echo ">> affectstream installed: $(command -v affectstream)"
