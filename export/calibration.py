@@ -1,0 +1,225 @@
+"""INT8 calibration (and accuracy-check) batches made from REAL windows of a media file.
+
+INT8 scales are only as good as the activations they were measured on: random tensors or a blank
+frame give ranges that clip real faces. So batches here come from the same path the engine uses —
+decode a clip, cut 2 s windows every 1 s, take 8 frames at segment midpoints (R1-Omni's rule) — and
+are then preprocessed *exactly* like each encoder's own inference code:
+
+- BlazeFace (`face_short` 128×128, `face_full` 192×192): whole frame letterboxed (aspect kept, centred,
+  black borders) to the square input, RGB, `x / 127.5 - 1` → [-1, 1], NHWC — MediaPipe's input spec.
+- FER mini-Xception (`expression`): face crops (square box + 10 % margin, gray, 64×64, see
+  `engine/models/expression.py`), `(x / 255 - 0.5) * 2` → [-1, 1], NCHW `(N, 1, 64, 64)`.
+
+Faces for the expression batches come from a detector callable (default: the profile's face detector
+when that module is importable); a clip without faces is refused with a clear error rather than
+calibrating the expression model on background texture.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from affectstream.engine.types import SAMPLE_RATE, VideoFrame, Window
+
+PREPROC_VERSION = 1  # bump when any preprocessing below changes: it is part of the calibration id
+
+
+class CalibrationError(RuntimeError):
+    """Calibration data cannot be made (bad source, no faces, ...); the message says why."""
+
+
+# --------------------------------------------------------------------------- real windows
+def read_windows(
+    source: Path,
+    *,
+    length: float = 2.0,
+    hop: float = 1.0,
+    n_frames: int = 8,
+    max_windows: int | None = None,
+    stream_id: str = "calib",
+) -> list[Window]:
+    """Decode `source` with PyAV and cut it into windows the way the engine's windower does.
+
+    Each window holds `n_frames` frames at the midpoints of `n_frames` equal segments and the 16 kHz
+    mono audio covering it. Used offline (calibration, accuracy checks), so the whole clip is decoded.
+    """
+    import av
+
+    source = Path(source)
+    if not source.is_file():
+        raise CalibrationError(f"calibration source not found: {source}")
+    frames: list[VideoFrame] = []
+    audio: list[np.ndarray] = []
+    try:
+        with av.open(str(source)) as c:
+            vs = c.streams.video[0] if c.streams.video else None
+            as_ = c.streams.audio[0] if c.streams.audio else None
+            if vs is None:
+                raise CalibrationError(f"{source}: no video track (calibration needs frames)")
+            res = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE) if as_ else None
+            for frame in c.decode(*(s for s in (vs, as_) if s is not None)):
+                if isinstance(frame, av.VideoFrame):
+                    ts = float(frame.time) if frame.time is not None else len(frames) / 25.0
+                    frames.append(VideoFrame(ts, frame.to_ndarray(format="bgr24"), len(frames)))
+                elif res is not None:
+                    for r in res.resample(frame):
+                        audio.append(r.to_ndarray().reshape(-1))
+    except av.error.FFmpegError as e:
+        raise CalibrationError(f"{source}: cannot decode ({e})") from e
+    if not frames:
+        raise CalibrationError(f"{source}: no decodable video frames")
+    pcm = np.concatenate(audio).astype(np.float32) if audio else np.zeros(0, np.float32)
+    t0, t_end = frames[0].ts, frames[-1].ts
+    duration = max(t_end - t0, 0.0)
+    starts = [t0 + k * hop for k in range(int(max(0.0, duration - length) // hop) + 1)]
+    if duration < length:
+        starts = [t0]  # short clip: one (shorter) window rather than none
+    ts = np.array([f.ts for f in frames])
+    out: list[Window] = []
+    for i, s in enumerate(starts):
+        seg = length / n_frames
+        mids = s + seg * (np.arange(n_frames) + 0.5)
+        picks = [frames[int(np.argmin(np.abs(ts - m)))] for m in mids]
+        a0, a1 = int((s - t0) * SAMPLE_RATE), int((s - t0 + length) * SAMPLE_RATE)
+        out.append(Window(stream_id, i, s, s + length, picks, pcm[a0:a1]))
+        if max_windows is not None and len(out) >= max_windows:
+            break
+    return out
+
+
+def source_id(source: Path) -> str:
+    h = hashlib.sha256()
+    with open(source, "rb") as f:
+        while b := f.read(1 << 20):
+            h.update(b)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- preprocessing
+def letterbox(image_bgr: np.ndarray, size: int) -> np.ndarray:
+    """Fit the whole frame into size×size keeping aspect, centred on black: (size, size, 3) RGB uint8."""
+    h, w = image_bgr.shape[:2]
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    resized = cv2.resize(image_bgr, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    canvas = np.zeros((size, size, 3), np.uint8)
+    y0, x0 = (size - nh) // 2, (size - nw) // 2
+    canvas[y0 : y0 + nh, x0 : x0 + nw] = resized[:, :, ::-1]
+    return canvas
+
+
+def blazeface_input(images_bgr: Sequence[np.ndarray], size: int) -> np.ndarray:
+    """(N, size, size, 3) float32 in [-1, 1]: MediaPipe BlazeFace's input."""
+    batch = np.stack([letterbox(im, size) for im in images_bgr]).astype(np.float32)
+    return batch / 127.5 - 1.0
+
+
+def expression_input(crops_gray: np.ndarray) -> np.ndarray:
+    """(N, 64, 64) uint8 gray crops → (N, 1, 64, 64) float32 in [-1, 1] (fer's `(x/255 - 0.5) * 2`)."""
+    x = np.asarray(crops_gray, dtype=np.float32)
+    return ((x * (1.0 / 255.0) - 0.5) * 2.0)[:, None]
+
+
+FaceBoxes = Callable[[list[np.ndarray]], list[list[np.ndarray]]]  # images → per image boxes x1y1x2y2
+
+
+def profile_face_boxes(profile_dir: Path) -> FaceBoxes:
+    """Boxes from the profile's own face detector (the engine's detector, ORT CPU)."""
+    try:
+        from affectstream.engine.models.face_detector import FaceDetector  # type: ignore[import-not-found]
+    except ImportError as e:
+        raise CalibrationError(f"face detector not available to find faces for calibration ({e})") from e
+    from affectstream.engine.profile import Profile
+
+    prof = Profile.load(profile_dir)
+    det = FaceDetector.from_path(prof.path("face_short")) if hasattr(FaceDetector, "from_path") else None
+    if det is None:
+        raise CalibrationError("face detector has no `from_path`; pass face_boxes explicitly")
+
+    def boxes(images: list[np.ndarray]) -> list[list[np.ndarray]]:
+        return [[np.asarray(d.box, np.float32) for d in dets] for dets in det.detect(images)]
+
+    return boxes
+
+
+# --------------------------------------------------------------------------- batches per encoder
+@dataclass(slots=True)
+class CalibrationSet:
+    """Fixed-size batches for one encoder input, plus the id that keys its calibration cache."""
+
+    component: str
+    input_name: str
+    batches: list[np.ndarray]
+    calibration_id: str
+    n_samples: int  # real samples before padding the last batch
+
+    def feeds(self) -> Iterator[dict[str, np.ndarray]]:
+        for b in self.batches:
+            yield {self.input_name: b}
+
+
+BLAZEFACE_SIZES = {"face_short": 128, "face_full": 192}
+
+
+def component_samples(
+    component: str, windows: Sequence[Window], face_boxes: FaceBoxes | None = None
+) -> np.ndarray:
+    """All preprocessed samples of one encoder from real windows (frames de-duplicated by index)."""
+    seen: set[int] = set()
+    frames = []
+    for w in windows:
+        for f in w.frames:
+            if f.index not in seen:
+                seen.add(f.index)
+                frames.append(f.image)
+    if component in BLAZEFACE_SIZES:
+        return blazeface_input(frames, BLAZEFACE_SIZES[component])
+    if component == "expression":
+        if face_boxes is None:
+            raise CalibrationError("expression calibration needs a face detector (face_boxes)")
+        from affectstream.engine.models.expression import crop_face, to_gray
+
+        crops = []
+        for img, boxes in zip(frames, face_boxes(frames), strict=True):
+            gray = to_gray(img)
+            crops += [crop_face(gray, b) for b in boxes]
+        if not crops:
+            raise CalibrationError("no faces found in the calibration source; use a clip with visible faces")
+        return expression_input(np.stack(crops))
+    raise CalibrationError(f"no calibration recipe for component {component!r}")
+
+
+def make_calibration_set(
+    component: str,
+    input_name: str,
+    source: Path,
+    *,
+    batch_size: int,
+    max_batches: int = 16,
+    face_boxes: FaceBoxes | None = None,
+    windows: Sequence[Window] | None = None,
+) -> CalibrationSet:
+    """Real-window batches of exactly `batch_size` (TensorRT calibrates at one fixed shape).
+
+    If the clip yields fewer samples than a whole batch, samples are repeated cyclically to fill it;
+    `n_samples` reports how many were real and distinct.
+    """
+    if batch_size < 1 or max_batches < 1:
+        raise ValueError("batch_size and max_batches must be >= 1")
+    wins = list(windows) if windows is not None else read_windows(source)
+    samples = component_samples(component, wins, face_boxes)
+    n = len(samples)
+    if n == 0:
+        raise CalibrationError(f"{source}: no samples for {component}")
+    n_batches = min(max_batches, max(1, -(-n // batch_size)))
+    idx = np.arange(n_batches * batch_size) % n
+    batches = [np.ascontiguousarray(samples[idx[i : i + batch_size]]) for i in range(0, len(idx), batch_size)]
+    cid = hashlib.sha256(
+        f"{source_id(Path(source))}|{component}|{batch_size}|{n_batches}|v{PREPROC_VERSION}".encode()
+    ).hexdigest()
+    return CalibrationSet(component, input_name, batches, cid, n)

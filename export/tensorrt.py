@@ -1,0 +1,503 @@
+"""`affectstream export tensorrt PROFILE [--fp16] [--int8 --calib SOURCE]`: build TensorRT engines.
+
+For every ONNX encoder of a prepared profile this:
+1. derives an explicit optimisation profile (dynamic batch; sequence axes get their own range) and
+   checks the graph with `onnx.checker` plus strict shape inference at the min/opt/max shapes — on any
+   machine, before TensorRT is involved, so a graph TensorRT would choke on is caught in CI;
+2. computes the engine-cache key (GPU/SoC, compute capability, TensorRT version, precision, shapes,
+   ONNX hash, calibration data) and skips the build when a matching intact engine exists; stale or
+   foreign engines of that precision are deleted (see `engine/runtimes/engine_cache.py`);
+3. builds with the TensorRT Python API: FP16 and/or INT8 (entropy calibrator fed by real windows of
+   SOURCE, calibration cache written and reused), a per-device timing cache, and a builder log file;
+4. runs the accuracy check (`export/accuracy.py`) of the new engine against ONNX Runtime CPU on real
+   windows and records the figures in the engine's sidecar.
+
+TensorRT is imported lazily: steps 1–2 and all argument handling work without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from affectstream.engine.runtimes.base import RuntimeUnavailable
+from affectstream.engine.runtimes.engine_cache import (
+    DeviceIdentity,
+    EngineCache,
+    EngineKey,
+    ShapeRange,
+    default_cache_root,
+    detect_device,
+)
+
+log = logging.getLogger("affectstream.export.tensorrt")
+
+# Components not worth an engine, with the reason printed when skipped.
+SKIP = {
+    "vad": "Silero VAD is a tiny stateful RNN (If/Loop ops); ONNX Runtime CPU runs it in ~0.13 ms/chunk",
+}
+# Batch (axis 0) ranges per component: 8 frames × up to 4 streams for detectors, up to 64 faces for FER.
+BATCH_RANGES: dict[str, tuple[int, int, int]] = {
+    "face_short": (1, 8, 32),
+    "face_full": (1, 8, 32),
+    "expression": (1, 16, 64),
+}
+DEFAULT_BATCH = (1, 8, 32)
+DEFAULT_SEQ = (1, 128, 512)  # any other dynamic axis (token/sequence length)
+CALIB_MAX_BATCHES = 16
+LARGE_ONNX = 1_800_000_000  # protobuf's 2 GB limit: check such graphs by path, skip per-shape inference
+
+
+class BuildError(RuntimeError):
+    """An engine could not be built; the message says why and where the builder log is."""
+
+
+# --------------------------------------------------------------------------- shapes (no TensorRT)
+def onnx_input_dims(model: Any) -> dict[str, list[int | str]]:
+    """Graph inputs (not initializers) → dims, where a dynamic dim is its name (or '?')."""
+    inits = {i.name for i in model.graph.initializer}
+    out: dict[str, list[int | str]] = {}
+    for inp in model.graph.input:
+        if inp.name in inits:
+            continue
+        dims: list[int | str] = []
+        for d in inp.type.tensor_type.shape.dim:
+            if d.HasField("dim_value") and d.dim_value > 0:
+                dims.append(int(d.dim_value))
+            else:
+                dims.append(d.dim_param or "?")
+        out[inp.name] = dims
+    return out
+
+
+def default_shape_profile(
+    onnx_path: Path,
+    component: str,
+    overrides: Mapping[str, ShapeRange] | None = None,
+    batch: tuple[int, int, int] | None = None,
+) -> dict[str, ShapeRange]:
+    """Explicit optimisation profile: axis 0 dynamic → batch range; other dynamic axes → DEFAULT_SEQ."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    b = batch or BATCH_RANGES.get(component, DEFAULT_BATCH)
+    prof: dict[str, ShapeRange] = {}
+    for name, dims in onnx_input_dims(model).items():
+        if overrides and name in overrides:
+            prof[name] = overrides[name]
+            continue
+        lo, mid, hi = [], [], []
+        for axis, d in enumerate(dims):
+            rng = (d, d, d) if isinstance(d, int) else b if axis == 0 else DEFAULT_SEQ
+            lo.append(rng[0])
+            mid.append(rng[1])
+            hi.append(rng[2])
+        prof[name] = ShapeRange(tuple(lo), tuple(mid), tuple(hi))
+    return prof
+
+
+@dataclass(slots=True)
+class ShapeCheck:
+    """Output shapes inferred by ONNX at each profile point (min/opt/max)."""
+
+    outputs: dict[str, dict[str, list[int | str]]] = field(default_factory=dict)  # point → out → dims
+    skipped: str = ""
+    executed: list[str] = field(default_factory=list)  # points whose shapes needed a real run
+
+
+RUN_CHECK_LIMIT = 300_000_000  # bytes: bigger graphs are not executed at max shapes on CPU
+
+
+def _run_at(path: Path, shapes: Mapping[str, tuple[int, ...]], point: str) -> dict[str, list[int | str]]:
+    """Run the graph on ONNX Runtime CPU with zero inputs of `shapes`; return the output shapes."""
+    import onnxruntime as ort
+
+    if path.stat().st_size > RUN_CHECK_LIMIT:
+        raise BuildError(f"{path.name}: output shapes unresolved at {point} and graph too big to execute")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    types = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
+    feed = {}
+    for i in sess.get_inputs():
+        feed[i.name] = np.zeros(shapes[i.name], dtype=types.get(i.type, np.float32))
+    try:
+        outs = sess.run(None, feed)
+    except Exception as e:
+        raise BuildError(f"{path.name}: fails to run at {point} shapes {dict(shapes)}: {e}") from e
+    return {o.name: list(v.shape) for o, v in zip(sess.get_outputs(), outs, strict=True)}
+
+
+def check_profile_shapes(onnx_path: Path, profile: Mapping[str, ShapeRange]) -> ShapeCheck:
+    """`onnx.checker` + strict shape inference with the inputs fixed to each profile point.
+
+    Raises BuildError if the graph is invalid or inference fails (a graph TensorRT would reject). Output
+    dims that static inference cannot settle are settled by running the graph at that point on ONNX
+    Runtime CPU (recorded in `executed`), so every reported output shape is concrete.
+    """
+    import onnx
+    from onnx import shape_inference
+
+    path = Path(onnx_path)
+    try:
+        onnx.checker.check_model(str(path), full_check=False)
+    except onnx.checker.ValidationError as e:
+        raise BuildError(f"{path.name}: ONNX checker failed: {str(e).splitlines()[0]}") from e
+    result = ShapeCheck()
+    if path.stat().st_size > LARGE_ONNX:
+        result.skipped = "graph over 1.8 GB: per-shape inference skipped (checked by path only)"
+        return result
+    base = onnx.load(str(path))
+    missing = set(onnx_input_dims(base)) - set(profile)
+    if missing:
+        raise BuildError(f"{path.name}: profile lacks inputs {sorted(missing)}")
+    for point in ("min", "opt", "max"):
+        m = onnx.ModelProto()
+        m.CopyFrom(base)
+        for inp in m.graph.input:
+            if inp.name not in profile:
+                continue
+            shape = getattr(profile[inp.name], point)
+            dims = inp.type.tensor_type.shape.dim
+            if len(dims) != len(shape):
+                raise BuildError(f"{path.name}: input {inp.name} has rank {len(dims)}, profile gives {shape}")
+            for d, v in zip(dims, shape, strict=True):
+                d.Clear()
+                d.dim_value = int(v)
+        # Forget the exporter's symbolic output/intermediate dims so inference must derive them.
+        for o in m.graph.output:
+            o.type.tensor_type.ClearField("shape")
+        del m.graph.value_info[:]
+        try:
+            inferred = shape_inference.infer_shapes(m, check_type=True, strict_mode=True, data_prop=True)
+        except Exception as e:  # onnx raises InferenceError and a few others
+            raise BuildError(f"{path.name}: shape inference failed at {point} shapes: {e}") from e
+        outs: dict[str, list[int | str]] = {}
+        for o in inferred.graph.output:
+            outs[o.name] = [
+                int(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?")
+                for d in o.type.tensor_type.shape.dim
+            ]
+        if any(not isinstance(d, int) for dims in outs.values() for d in dims):
+            # Static inference stops at data-dependent subgraphs (e.g. pads computed by Concat/Slice of
+            # constants, which TensorRT constant-folds). Settle it by running the graph at this point.
+            outs = _run_at(path, {n: getattr(r, point) for n, r in profile.items()}, point)
+            result.executed.append(point)
+        result.outputs[point] = outs
+    return result
+
+
+# --------------------------------------------------------------------------- TensorRT build
+def _trt_logger(trt: Any, log_path: Path) -> Any:
+    """A TensorRT logger that writes every message to the builder log and warnings+ to logging."""
+
+    class FileLogger(trt.ILogger):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            self.f = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the build
+
+        def log(self, severity: Any, msg: str) -> None:
+            self.f.write(f"{time.strftime('%H:%M:%S')} [{severity.name}] {msg}\n")
+            if severity <= trt.ILogger.Severity.WARNING:
+                log.warning("tensorrt: %s", msg)
+
+        def close(self) -> None:
+            self.f.close()
+
+    return FileLogger()
+
+
+def _entropy_calibrator(trt: Any, feeds: list[dict[str, np.ndarray]], cache_path: Path) -> Any:
+    """INT8 entropy calibrator over fixed-shape real batches; cache written and reused."""
+    from affectstream.engine.runtimes.cuda_mem import require_torch_cuda
+
+    torch = require_torch_cuda()
+
+    class Calibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            trt.IInt8EntropyCalibrator2.__init__(self)
+            self._it = iter(feeds)
+            self._bs = int(next(iter(feeds[0].values())).shape[0])
+            self._dev: dict[str, Any] = {}  # keeps the current batch alive on the GPU
+
+        def get_batch_size(self) -> int:
+            return self._bs
+
+        def get_batch(self, names: list[str]) -> list[int] | None:
+            try:
+                feed = next(self._it)
+            except StopIteration:
+                return None
+            ptrs = []
+            for n in names:
+                t = torch.from_numpy(np.ascontiguousarray(feed[n], dtype=np.float32)).cuda()
+                self._dev[n] = t
+                ptrs.append(int(t.data_ptr()))
+            return ptrs
+
+        def read_calibration_cache(self) -> bytes | None:
+            if cache_path.exists():
+                log.info("int8: reusing calibration cache %s", cache_path)
+                return cache_path.read_bytes()
+            return None
+
+        def write_calibration_cache(self, cache: Any) -> None:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            cache_path.write_bytes(bytes(cache))
+
+    return Calibrator()
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
+
+
+def build_engine_bytes(
+    onnx_path: Path,
+    *,
+    precision: str,
+    profile: Mapping[str, ShapeRange],
+    log_path: Path,
+    timing_cache: Path,
+    calib_feeds: list[dict[str, np.ndarray]] | None = None,
+    calib_cache: Path | None = None,
+    workspace_bytes: int = 4 << 30,
+) -> bytes:
+    """Parse the ONNX file and build a serialized engine (TensorRT 8.6 and 10.x APIs)."""
+    from affectstream.engine.runtimes.tensorrt import import_tensorrt
+
+    trt = import_tensorrt()
+    logger = _trt_logger(trt, log_path)
+    try:
+        builder = trt.Builder(logger)
+        flags = 0
+        if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # required < 10, default in 10
+            flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+        network = builder.create_network(flags)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse_from_file(str(onnx_path)):
+            errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise BuildError(f"{onnx_path.name}: TensorRT's ONNX parser failed: {errs} (log: {log_path})")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
+        opt = builder.create_optimization_profile()
+        for name, rng in profile.items():
+            opt.set_shape(name, rng.min, rng.opt, rng.max)
+        config.add_optimization_profile(opt)
+        if precision in ("fp16", "int8"):
+            if not builder.platform_has_fast_fp16:
+                log.warning("this GPU has no fast FP16; building anyway")
+            config.set_flag(trt.BuilderFlag.FP16)  # INT8 builds let non-quantizable layers run in FP16
+        if precision == "int8":
+            if not calib_feeds or calib_cache is None:
+                raise BuildError("INT8 needs calibration batches (--calib SOURCE)")
+            config.set_flag(trt.BuilderFlag.INT8)
+            config.int8_calibrator = _entropy_calibrator(trt, calib_feeds, calib_cache)
+            # Calibration runs at one fixed shape: the calibration batch's.
+            cal = builder.create_optimization_profile()
+            for name, arr in calib_feeds[0].items():
+                s = tuple(arr.shape)
+                cal.set_shape(name, s, s, s)
+            config.set_calibration_profile(cal)
+        tc_bytes = timing_cache.read_bytes() if timing_cache.exists() else b""
+        cache = config.create_timing_cache(tc_bytes)
+        config.set_timing_cache(cache, ignore_mismatch=False)
+        t0 = time.perf_counter()
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise BuildError(f"{onnx_path.name}: TensorRT build failed (see {log_path})")
+        log.info("built %s (%s) in %.1f s", onnx_path.name, precision, time.perf_counter() - t0)
+        timing_cache.parent.mkdir(parents=True, exist_ok=True)
+        timing_cache.write_bytes(bytes(memoryview(config.get_timing_cache().serialize())))
+        return bytes(memoryview(serialized))
+    finally:
+        logger.close()
+
+
+# --------------------------------------------------------------------------- profile-level export
+@dataclass(slots=True)
+class BuildResult:
+    component: str
+    precision: str
+    status: str  # "built", "cached", "skipped", "failed"
+    engine: Path | None = None
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    accuracy: dict[str, Any] | None = None
+
+    def line(self) -> str:
+        acc = ""
+        if self.accuracy:
+            agree = self.accuracy.get("min_agreement")
+            a = f"{agree * 100:.1f}%" if isinstance(agree, float) else "n/a"
+            acc = f", max|Δ| {self.accuracy['max_abs_diff']:.3g}, argmax agreement {a}"
+        where = f" → {self.engine}" if self.engine else ""
+        extra = f" ({'; '.join(self.notes)})" if self.notes else ""
+        return f"{self.component} {self.precision}: {self.status} in {self.seconds:.1f} s{acc}{where}{extra}"
+
+
+def precision_from_flags(fp16: bool, int8: bool) -> str:
+    return "int8" if int8 else "fp16" if fp16 else "fp32"
+
+
+def default_check_source() -> Path | None:
+    """Real clip for accuracy checks when no --calib is given: $AFFECTSTREAM_SAMPLE or examples/."""
+    env = os.environ.get("AFFECTSTREAM_SAMPLE")
+    cands = [Path(env)] if env else []
+    cands.append(Path(__file__).resolve().parent.parent / "examples" / "sample.mp4")
+    return next((p for p in cands if p.is_file()), None)
+
+
+def export_tensorrt(
+    profile: str | Path = "lite",
+    *,
+    fp16: bool = False,
+    int8: bool = False,
+    calib: Path | None = None,
+    out: Path | None = None,
+    components: list[str] | None = None,
+    shape_overrides: Mapping[str, Mapping[str, ShapeRange]] | None = None,
+    check_source: Path | None = None,
+    device: DeviceIdentity | None = None,
+    device_index: int = 0,
+) -> list[BuildResult]:
+    """Build (or reuse) an engine for every ONNX component of `profile`. See the module docstring."""
+    from affectstream.engine.profile import Profile
+    from affectstream.export import calibration as cal
+
+    precision = precision_from_flags(fp16, int8)
+    if int8 and calib is None:
+        raise BuildError("--int8 needs --calib SOURCE: a clip with real faces (and speech) to calibrate on")
+    prof = Profile.load(profile)
+    root = Path(out) if out else default_cache_root()
+    cache = EngineCache(root)
+    device = device or detect_device(device_index)  # raises RuntimeUnavailable with the reason
+    logs = root / "logs"
+    timing = (
+        root
+        / "timing"
+        / f"{slug(device.name)}-sm{device.compute_capability}-trt{device.tensorrt_version}.cache"
+    )
+    check_src = Path(calib) if calib else (check_source or default_check_source())
+    windows = cal.read_windows(check_src) if check_src else None
+    face_boxes = None
+
+    results: list[BuildResult] = []
+    for name, comp in sorted(prof.manifest.components.items()):
+        if not comp.file.endswith(".onnx") or (components and name not in components):
+            continue
+        if name in SKIP and not components:
+            results.append(BuildResult(name, precision, "skipped", notes=[SKIP[name]]))
+            continue
+        onnx_path = prof.root / comp.file
+        t0 = time.perf_counter()
+        res = BuildResult(name, precision, "failed")
+        try:
+            shapes = default_shape_profile(onnx_path, name, (shape_overrides or {}).get(name))
+            check_profile_shapes(onnx_path, shapes)
+            input_name = next(iter(shapes))
+            calib_set = None
+            if int8 or windows is not None:
+                if name == "expression" and face_boxes is None:
+                    face_boxes = cal.profile_face_boxes(prof.root)
+                try:
+                    calib_set = cal.make_calibration_set(
+                        name,
+                        input_name,
+                        check_src,  # type: ignore[arg-type]
+                        batch_size=shapes[input_name].opt[0],
+                        max_batches=CALIB_MAX_BATCHES,
+                        face_boxes=face_boxes,
+                        windows=windows,
+                    )
+                except cal.CalibrationError as e:
+                    if int8:
+                        raise
+                    res.notes.append(f"accuracy check skipped: {e}")
+            key = EngineKey.create(
+                name,
+                onnx_path,
+                device,
+                precision,
+                shapes,
+                calib_set.calibration_id if (int8 and calib_set) else "",
+            )
+            res.notes += cache.prune(key)
+            hit = cache.lookup(key)
+            if hit.hit:
+                res.status, res.engine = "cached", hit.path
+            else:
+                calib_cache = root / "calib" / f"{name}-{key.calibration_sha256[:16]}.calib" if int8 else None
+                data = build_engine_bytes(
+                    onnx_path,
+                    precision=precision,
+                    profile=shapes,
+                    log_path=logs / f"{name}-{precision}-{key.digest()}.log",
+                    timing_cache=timing,
+                    calib_feeds=list(calib_set.feeds()) if (int8 and calib_set) else None,
+                    calib_cache=calib_cache,
+                )
+                extra: dict[str, Any] = {"built_at": time.time(), "onnx": str(onnx_path)}
+                res.engine = cache.store(key, data, extra)
+                res.status = "built"
+                if calib_set is not None:
+                    res.accuracy = accuracy_check(onnx_path, res.engine, calib_set, precision, device_index)
+                    cache.store(key, data, {**extra, "accuracy": res.accuracy})
+        except (BuildError, RuntimeUnavailable, cal.CalibrationError) as e:
+            res.notes.append(str(e))
+        res.seconds = time.perf_counter() - t0
+        log.info("%s", res.line())
+        results.append(res)
+    return results
+
+
+def accuracy_check(
+    onnx_path: Path, engine_path: Path, calib_set: Any, precision: str, device_index: int = 0
+) -> dict[str, Any]:
+    """New engine vs ONNX Runtime CPU on the real-window batches (see export/accuracy.py)."""
+    from affectstream.engine.runtimes.onnx import OrtRuntime
+    from affectstream.engine.runtimes.tensorrt import TensorRTRuntime
+    from affectstream.export.accuracy import compare_runtimes
+
+    ref = OrtRuntime(onnx_path, providers=["CPUExecutionProvider"], threads=None)
+    eng = TensorRTRuntime(engine_path, device_index=device_index, precision=precision)
+    try:
+        rep = compare_runtimes(ref, eng, calib_set.feeds(), precision)
+    finally:
+        eng.close()
+        ref.close()
+    d = rep.to_dict()
+    d["max_abs_diff"], d["min_agreement"], d["summary"] = rep.max_abs_diff, rep.min_agreement, rep.summary()
+    return d
+
+
+# --------------------------------------------------------------------------- CLI glue
+def main_from_args(args: argparse.Namespace) -> int:
+    """Entry for `affectstream export tensorrt`: one line per component; exit 1 if any failed."""
+    try:
+        results = export_tensorrt(
+            args.profile or "lite",
+            fp16=bool(args.fp16),
+            int8=bool(args.int8),
+            calib=Path(args.calib) if args.calib else None,
+            out=getattr(args, "out", None),
+        )
+    except (BuildError, RuntimeUnavailable) as e:
+        print(f"affectstream: export tensorrt: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # ModelFileError (profile not prepared) and friends: one line, no traceback
+        print(f"affectstream: export tensorrt: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    for r in results:
+        print(r.line())
+    failed = [r for r in results if r.status == "failed"]
+    bad_acc = [r for r in results if r.accuracy is not None and not r.accuracy.get("passed", True)]
+    return 1 if failed or bad_acc else 0
