@@ -1,0 +1,221 @@
+"""The PyAV decode loop shared by the file and URL sources.
+
+One job: open a container, pick the first video and first audio track, and turn packets into
+`VideoFrame` (BGR uint8) and `AudioChunk` (16 kHz mono float32, via `av.AudioResampler`) with
+timestamps on the stream's own clock. FFmpeg's errors are translated into one-line `SourceError`s here,
+so every caller reports bad input the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import av
+import av.error
+
+from affectstream.engine.types import SAMPLE_RATE, AudioChunk, VideoFrame
+from affectstream.streams.sources.base import SourceError, SourceStats
+
+log = logging.getLogger("affectstream.streams.sources")
+
+# A run of this many undecodable packets in a row means the stream is garbage, not a glitch.
+MAX_CONSECUTIVE_DECODE_ERRORS = 50
+
+
+def open_input(
+    url: str,
+    *,
+    what: str,
+    options: dict[str, str] | None = None,
+    timeout: float | tuple[float, float] | None = None,
+    fmt: str | None = None,
+) -> Any:
+    """`av.open` for reading, with FFmpeg's exceptions turned into one-line `SourceError`s."""
+    try:
+        return av.open(url, mode="r", format=fmt, options=options or {}, timeout=timeout)
+    except av.error.FileNotFoundError as e:
+        raise SourceError(f"{what}: no such file") from e
+    except av.error.IsADirectoryError as e:
+        raise SourceError(f"{what}: is a directory, not a media file") from e
+    except av.error.PermissionError as e:
+        raise SourceError(f"{what}: permission denied") from e
+    except av.error.ConnectionRefusedError as e:
+        raise SourceError(f"{what}: connection refused") from e
+    except (av.error.TimeoutError, av.error.ExitError) as e:
+        raise SourceError(f"{what}: timed out while opening") from e
+    except av.error.InvalidDataError as e:
+        raise SourceError(
+            f"{what}: not a readable media file (unknown format, or truncated/corrupt before its index)"
+        ) from e
+    except av.error.HTTPError as e:
+        raise SourceError(f"{what}: HTTP error ({e.strerror})") from e
+    except av.error.FFmpegError as e:
+        raise SourceError(f"{what}: cannot open ({e.strerror or type(e).__name__})") from e
+    except OSError as e:
+        raise SourceError(f"{what}: cannot open ({e.strerror or e})") from e
+
+
+@dataclass(slots=True)
+class Tracks:
+    video: Any | None
+    audio: Any | None
+
+
+def pick_tracks(container: Any, *, what: str, stats: SourceStats) -> Tracks:
+    """First decodable video and audio track. A track whose codec has no decoder here is skipped with a
+    warning (counted) while the other modality still works; if nothing decodable is left, SourceError."""
+    problems = []
+
+    def first(streams: Any) -> Any | None:
+        for s in streams:
+            if s.codec_context is None:
+                problems.append(f"{s.type} track #{s.index}")
+                continue
+            return s
+        return None
+
+    video = first(container.streams.video)
+    audio = first(container.streams.audio)
+    if video is None and audio is None:
+        if problems:
+            raise SourceError(f"{what}: unsupported codec: no decoder for the {' or '.join(problems)}")
+        raise SourceError(f"{what}: no video or audio track")
+    for p in problems:
+        stats.errors += 1
+        log.warning("%s: unsupported codec, no decoder for the %s; skipping it", what, p)
+    if video is not None:
+        video.thread_type = "AUTO"
+    return Tracks(video, audio)
+
+
+class Clock:
+    """Maps a track's raw seconds onto the source's clock: `ts = raw - base + offset`.
+
+    The base is the first timestamp seen (or the container's start time), so files start near 0 and a
+    reconnected network stream continues where the last one stopped instead of jumping back.
+    """
+
+    def __init__(self, offset: float = 0.0, base: float | None = None) -> None:
+        self.offset = offset
+        self.base = base
+        self.last = -math.inf
+
+    def __call__(self, raw: float) -> float:
+        if self.base is None:
+            self.base = raw
+        ts = raw - self.base + self.offset
+        self.last = max(self.last, ts)
+        return ts
+
+
+@dataclass(slots=True)
+class DecodeResult:
+    items: int = 0
+    error: str | None = None  # why the loop stopped early (demux/decode failure), None at a clean EOF
+    last_ts: float = -math.inf
+    next_index: int = 0  # the VideoFrame.index to continue from after a reconnect
+
+
+def decode(
+    container: Any,
+    tracks: Tracks,
+    emit: Callable[[VideoFrame | AudioChunk], None],
+    stats: SourceStats,
+    clock: Clock,
+    *,
+    what: str,
+    first_index: int = 0,
+    pace: Callable[[float], None] | None = None,
+) -> DecodeResult:
+    """Demux and decode until EOF or a fatal error; `emit` each item. Returns how it ended.
+
+    Undecodable single packets are counted in `stats.errors` and skipped; a demuxer failure ends the
+    loop with `DecodeResult.error` set (the caller decides: end a file, reconnect a URL).
+    """
+    res = DecodeResult()
+    want = [s for s in (tracks.video, tracks.audio) if s is not None]
+    resampler = (
+        av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE) if tracks.audio is not None else None
+    )
+    index = first_index
+    res.next_index = index
+    fps = float(tracks.video.guessed_rate or tracks.video.average_rate or 25) if tracks.video else 25.0
+    last_v: float | None = None
+    next_a: float | None = None
+    bad_run = 0
+
+    def put_audio(frames: list[Any]) -> None:
+        nonlocal next_a
+        for o in frames:
+            samples = o.to_ndarray().reshape(-1)
+            if samples.size == 0:
+                continue
+            ts = clock(float(o.time)) if o.pts is not None else (next_a if next_a is not None else clock.last)
+            if pace is not None:
+                pace(ts)
+            emit(AudioChunk(ts, samples, SAMPLE_RATE))
+            stats.audio_chunks += 1
+            stats.audio_seconds += samples.size / SAMPLE_RATE
+            next_a = ts + samples.size / SAMPLE_RATE
+            res.items += 1
+            res.last_ts = max(res.last_ts, next_a)
+
+    try:
+        for packet in container.demux(want):
+            try:
+                frames = packet.decode()
+                bad_run = 0
+            except (av.error.InvalidDataError, av.error.ValueError, av.error.UndefinedError) as e:
+                stats.errors += 1
+                bad_run += 1
+                log.debug("%s: skipping an undecodable packet: %s", what, e)
+                if bad_run >= MAX_CONSECUTIVE_DECODE_ERRORS:
+                    res.error = f"{bad_run} undecodable packets in a row"
+                    return res
+                continue
+            for f in frames:
+                if packet.stream is tracks.video:
+                    raw = f.time
+                    if raw is not None:
+                        ts = clock(float(raw))
+                    else:
+                        ts = (last_v + 1.0 / fps) if last_v is not None else clock(0.0)
+                    if last_v is not None and ts <= last_v - 1.0:
+                        stats.errors += 1  # timestamps went backwards a lot: keep order, bump forward
+                        ts = last_v + 1.0 / fps
+                    last_v = ts
+                    if pace is not None:
+                        pace(ts)
+                    emit(VideoFrame(ts, f.to_ndarray(format="bgr24"), index))
+                    index += 1
+                    res.next_index = index
+                    stats.frames += 1
+                    res.items += 1
+                    res.last_ts = max(res.last_ts, ts + 1.0 / fps)
+                elif resampler is not None:
+                    put_audio(resampler.resample(f))
+        if resampler is not None:
+            put_audio(resampler.resample(None))
+    except (av.error.EOFError, StopIteration):
+        pass
+    except (av.error.TimeoutError, av.error.ExitError):
+        res.error = "timed out waiting for data"
+    except av.error.FFmpegError as e:
+        res.error = f"{type(e).__name__}: {e.strerror or e}"
+    except OSError as e:
+        res.error = f"{type(e).__name__}: {e}"
+    return res
+
+
+def container_start(container: Any) -> float | None:
+    st = container.start_time
+    return None if st is None else st / 1_000_000
+
+
+def container_duration(container: Any) -> float | None:
+    d = container.duration
+    return None if d is None or d <= 0 else d / 1_000_000
