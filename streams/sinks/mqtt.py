@@ -1,0 +1,513 @@
+"""MQTT sink: publishes results on the affectstream topic contract, surviving broker outages.
+
+Why it is built this way:
+
+* The engine must never wait on the network, so every `publish_*` only serialises the payload and puts
+  it in a bounded in-memory queue; one background task owns the connection and drains the queue.
+* A message leaves the queue only once the broker acknowledged it (QoS 1 PUBACK; QoS 0 once written).
+  When the connection drops, unacknowledged messages go back to the head of the queue in order and are
+  re-sent after reconnecting, so results produced while the broker is away arrive after it returns.
+* The queue is bounded: when full, the oldest message is dropped and counted (`dropped`). A newer
+  retained `state` of a stream supersedes an older queued one (`coalesced`), since only the latest
+  state matters to a subscriber.
+* Reconnects use exponential backoff with jitter. Refused connections and refused credentials are
+  reported once in one clear log line, counted, and retried; nothing raises into the engine.
+* `<prefix>/available` is `online` (retained, birth) after every connect; the broker publishes the Last
+  Will `offline` (retained) if the process dies, and `close()` publishes `offline` itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import ssl
+import time
+from collections import deque
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiomqtt
+from affectstream.engine.types import ReasoningResult, WindowResult
+from affectstream.streams.contract import Topics, check_segment, default_node_id
+from affectstream.streams.sinks.base import Sink
+
+log = logging.getLogger("affectstream.mqtt")
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(slots=True)
+class MqttSettings:
+    """Where and how to publish. Build it from a URL with `MqttSettings.from_url`."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: str | None = None  # CA bundle that signed the broker's certificate
+    cert_file: str | None = None  # client certificate (mutual TLS)
+    key_file: str | None = None
+    tls_insecure: bool = False  # skip host name verification (self-signed test brokers only)
+    node_id: str = field(default_factory=default_node_id)
+    prefix: str | None = None  # default affectstream/<node_id>
+    window_qos: int = 0  # QoS of the high-rate `window` topic (0 or 1); state/events/reasoning use 1
+    client_id: str | None = None  # default affectstream-<node_id>
+    keepalive: int = 30
+    queue_max: int = 10_000  # bounded offline queue; drop-oldest beyond this
+    max_inflight: int = 32  # QoS 1 publishes awaiting PUBACK at once
+    backoff_min_s: float = 0.5
+    backoff_max_s: float = 15.0
+    connect_timeout_s: float = 5.0
+    publish_timeout_s: float = 10.0
+    ha_discovery: bool = False  # publish Home Assistant MQTT discovery configs for each stream
+    ha_prefix: str = "homeassistant"
+
+    def __post_init__(self) -> None:
+        check_segment(self.node_id, "node id")
+        if self.window_qos not in (0, 1):
+            raise ValueError(f"mqtt: window_qos must be 0 or 1, got {self.window_qos}")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"mqtt: port must be 1-65535, got {self.port}")
+        if self.queue_max < 1 or self.max_inflight < 1:
+            raise ValueError("mqtt: queue_max and max_inflight must be >= 1")
+        if self.backoff_min_s <= 0 or self.backoff_max_s < self.backoff_min_s:
+            raise ValueError("mqtt: need 0 < backoff_min_s <= backoff_max_s")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("mqtt: a client certificate needs both cert and key")
+
+    @property
+    def topics(self) -> Topics:
+        return Topics.for_node(self.node_id, self.prefix)
+
+    @property
+    def address(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+    @classmethod
+    def from_url(cls, url: str, **overrides: Any) -> MqttSettings:
+        """Parse `mqtt[s]://[user[:pass]@]host[:port][?node=..&window_qos=..&ca=..&cert=..&key=..&insecure=1]`.
+
+        Keyword overrides win over the URL (the CLI's flags and config file pass them).
+        """
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise ValueError(
+                f"mqtt: unsupported URL scheme {parts.scheme!r} in {url!r}; use mqtt:// or mqtts://"
+            )
+        if not parts.hostname:
+            raise ValueError(f"mqtt: no host in {url!r}; e.g. mqtt://127.0.0.1:1883")
+        tls = scheme in ("mqtts", "ssl")
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError:
+            raise ValueError(f"mqtt: bad port in {url!r}") from None
+        q = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        kw: dict[str, Any] = {
+            "host": parts.hostname,
+            "port": port,
+            "tls": tls,
+            "username": unquote(parts.username) if parts.username else None,
+            "password": unquote(parts.password) if parts.password is not None else None,
+        }
+        names = {f.name for f in fields(cls)}
+        alias = {
+            "node": "node_id",
+            "ca": "ca_file",
+            "cert": "cert_file",
+            "key": "key_file",
+            "insecure": "tls_insecure",
+        }
+        for k, v in q.items():
+            name = alias.get(k, k)
+            if name not in names or name in ("host", "port", "username", "password", "tls"):
+                raise ValueError(f"mqtt: unknown URL option {k!r} in {url!r}")
+            kw[name] = v
+        kw.update(overrides)
+        return cls(**_coerce(kw))
+
+
+def _coerce(kw: dict[str, Any]) -> dict[str, Any]:
+    """URL query values are strings; convert them to the field types."""
+    ints = {"port", "window_qos", "keepalive", "queue_max", "max_inflight"}
+    floats = {"backoff_min_s", "backoff_max_s", "connect_timeout_s", "publish_timeout_s"}
+    bools = {"tls", "tls_insecure", "ha_discovery"}
+    out = dict(kw)
+    for k, v in kw.items():
+        if not isinstance(v, str):
+            continue
+        try:
+            if k in ints:
+                out[k] = int(v)
+            elif k in floats:
+                out[k] = float(v)
+            elif k in bools:
+                out[k] = v.lower() in _TRUE
+        except ValueError:
+            raise ValueError(f"mqtt: option {k}={v!r} is not a number") from None
+    return out
+
+
+@dataclass(slots=True, eq=False)  # identity semantics: two equal payloads are still two messages
+class _Msg:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    superseded: bool = False
+    done: bool = False
+
+
+def _json(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def _is_auth_error(exc: BaseException) -> bool:
+    rc = getattr(exc, "rc", None)
+    value = getattr(rc, "value", rc)
+    text = str(exc).lower()
+    return value in (4, 5, 134, 135) or "password" in text or "not authori" in text
+
+
+class MqttSink(Sink):
+    """The MQTT sink. `await start()`, `publish_*` freely, `await close()` to flush and go `offline`."""
+
+    def __init__(self, settings: MqttSettings | str | None = None, **overrides: Any) -> None:
+        if isinstance(settings, str):
+            settings = MqttSettings.from_url(settings, **overrides)
+        elif settings is None:
+            settings = MqttSettings(**overrides)
+        elif overrides:
+            settings = replace(settings, **overrides)
+        self.settings = settings
+        self.topics = settings.topics
+        self._queue: deque[_Msg] = deque()
+        self._inflight: list[_Msg] = []
+        self._latest_state: dict[str, _Msg] = {}
+        self._known_streams: dict[str, None] = {}
+        self._wake = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._first_attempt = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._counts = {
+            "published": 0,
+            "dropped": 0,
+            "coalesced": 0,
+            "skipped_offline": 0,
+            "invalid": 0,
+            "connects": 0,
+            "reconnects": 0,
+            "connect_failures": 0,
+            "auth_failures": 0,
+            "disconnects": 0,
+        }
+        self.last_error: str | None = None
+        self._last_logged: str | None = None
+
+    # ---- Sink API -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the connection task and wait (at most `connect_timeout_s`) for the first attempt.
+
+        Never raises for an unreachable broker: the outcome is logged and results are queued.
+        """
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="mqtt-sink")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._first_attempt.wait(), self.settings.connect_timeout_s)
+
+    async def publish_window(self, result: WindowResult) -> None:
+        self._remember(result.stream)
+        self._put(
+            self.topics.stream(result.stream, "window"), result.to_payload(), self.settings.window_qos, False
+        )
+
+    async def publish_state(self, stream: str, payload: dict[str, Any]) -> None:
+        self._remember(stream)
+        msg = self._put(self.topics.stream(stream, "state"), payload, 1, True)
+        if msg is not None:
+            old = self._latest_state.get(stream)
+            if old is not None and not old.done and not old.superseded and old not in self._inflight:
+                old.superseded = True
+                self._counts["coalesced"] += 1
+            self._latest_state[stream] = msg
+
+    async def publish_reasoning(self, result: ReasoningResult) -> None:
+        self._put(self.topics.stream(result.stream, "reasoning"), result.to_payload(), 1, False)
+
+    async def publish_event(self, payload: dict[str, Any]) -> None:
+        self._put(self.topics.events, payload, 1, False)
+
+    async def publish_stats(self, payload: dict[str, Any]) -> None:
+        # Stats describe "now": queuing stale ones for later delivery would only mislead.
+        if not self._connected.is_set():
+            self._counts["skipped_offline"] += 1
+            return
+        self._put(self.topics.stats, payload, 0, False)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            **self._counts,
+            "connected": self._connected.is_set(),
+            "queued": self.pending,
+            "queue_max": self.settings.queue_max,
+            "last_error": self.last_error,
+        }
+
+    async def close(self, flush_timeout_s: float = 5.0) -> None:
+        """Deliver what is queued (up to `flush_timeout_s`), publish `offline`, disconnect."""
+        if self._task is None:
+            return
+        self._closing = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), flush_timeout_s)
+        except asyncio.TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        except Exception as exc:  # the task never raises by design; be safe anyway
+            log.warning("mqtt: sink task ended with %s", exc)
+        if self.pending:
+            log.warning("mqtt: %d message(s) not delivered at shutdown (broker unreachable)", self.pending)
+        self._task = None
+
+    # ---- helpers for callers and tests ----------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def pending(self) -> int:
+        """Messages not yet acknowledged (queued + in flight), superseded states excluded."""
+        return sum(1 for m in self._queue if not m.superseded) + sum(1 for m in self._inflight if not m.done)
+
+    async def wait_connected(self, timeout: float) -> bool:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        return self._connected.is_set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """True once everything queued so far has been acknowledged by the broker."""
+        deadline = time.monotonic() + timeout
+        while self.pending:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
+
+    # ---- internals ------------------------------------------------------------------------------
+    def _remember(self, stream: str) -> None:
+        if stream not in self._known_streams:
+            self._known_streams[stream] = None
+            if self.settings.ha_discovery and self._connected.is_set():
+                self._put_discovery(stream)
+
+    def _put(self, topic: str, payload: Any, qos: int, retain: bool) -> _Msg | None:
+        try:
+            data = payload if isinstance(payload, bytes) else _json(payload)
+        except (TypeError, ValueError) as exc:
+            self._counts["invalid"] += 1
+            self._note(f"mqtt: dropped a message for {topic} that is not valid JSON ({exc})")
+            return None
+        msg = _Msg(topic, data, qos, retain)
+        q = self._queue
+        while len(q) >= self.settings.queue_max:
+            old = q.popleft()
+            if not old.superseded:
+                self._counts["dropped"] += 1
+        q.append(msg)
+        self._wake.set()
+        return msg
+
+    def _put_discovery(self, stream: str) -> None:
+        s, t = self.settings, self.topics
+        uid = f"affectstream_{s.node_id}_{stream}".replace("-", "_")
+        config = {
+            "name": f"{stream} emotion",
+            "unique_id": uid,
+            "object_id": uid,
+            "state_topic": t.stream(stream, "state"),
+            "value_template": "{{ value_json.label }}",
+            "json_attributes_topic": t.stream(stream, "state"),
+            "availability_topic": t.available,
+            "payload_available": "online",
+            "payload_not_available": "offline",
+            "icon": "mdi:emoticon-outline",
+            "device": {"identifiers": [f"affectstream_{s.node_id}"], "name": f"affectstream {s.node_id}"},
+        }
+        self._put(f"{s.ha_prefix}/sensor/{uid}/config", config, 1, True)
+
+    def _note(self, line: str, level: int = logging.WARNING) -> None:
+        """Log a problem once per distinct message, so a long outage does not flood the log."""
+        self.last_error = line
+        if line != self._last_logged:
+            log.log(level, "%s", line)
+            self._last_logged = line
+
+    def _client(self) -> aiomqtt.Client:
+        s = self.settings
+        tls_params = None
+        if s.tls:
+            tls_params = aiomqtt.TLSParameters(
+                ca_certs=s.ca_file, certfile=s.cert_file, keyfile=s.key_file, cert_reqs=ssl.CERT_REQUIRED
+            )
+        return aiomqtt.Client(
+            s.host,
+            s.port,
+            username=s.username,
+            password=s.password,
+            identifier=s.client_id or f"affectstream-{s.node_id}",
+            will=aiomqtt.Will(self.topics.available, b"offline", qos=1, retain=True),
+            clean_session=True,
+            keepalive=s.keepalive,
+            timeout=s.connect_timeout_s,
+            max_inflight_messages=s.max_inflight,
+            tls_params=tls_params,
+            tls_insecure=s.tls_insecure if s.tls else None,
+        )
+
+    async def _run(self) -> None:
+        attempt = 0
+        s = self.settings
+        while True:
+            try:
+                client = self._client()
+                async with client:
+                    client.pending_calls_threshold = s.max_inflight + 16
+                    self._on_connected()
+                    attempt = 0
+                    await client.publish(self.topics.available, b"online", qos=1, retain=True)
+                    if s.ha_discovery:
+                        for stream in self._known_streams:
+                            self._put_discovery(stream)
+                    if await self._serve(client):
+                        await client.publish(self.topics.available, b"offline", qos=1, retain=True)
+                        return
+            except asyncio.CancelledError:
+                raise
+            except aiomqtt.MqttError as exc:
+                self._on_failure(exc)
+            except (OSError, ssl.SSLError, ValueError) as exc:  # TLS file problems and the like
+                self._on_failure(exc)
+            finally:
+                self._requeue_inflight()
+                if self._connected.is_set():
+                    self._connected.clear()
+                    self._counts["disconnects"] += 1
+                self._first_attempt.set()
+            if self._closing:
+                return
+            delay = min(s.backoff_max_s, s.backoff_min_s * 2**attempt) * random.uniform(0.8, 1.2)
+            attempt = min(attempt + 1, 30)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wait_closing(), delay)
+
+    async def _wait_closing(self) -> None:
+        while not self._closing:
+            self._wake.clear()
+            await self._wake.wait()
+
+    def _on_connected(self) -> None:
+        self._counts["connects"] += 1
+        if self._counts["connects"] > 1:
+            self._counts["reconnects"] += 1
+        if self.last_error is not None:
+            log.info("mqtt: connected to %s after: %s", self.settings.address, self.last_error)
+        self._last_logged = None
+        self._connected.set()
+        self._first_attempt.set()
+
+    def _on_failure(self, exc: BaseException) -> None:
+        s = self.settings
+        if self._connected.is_set():
+            self._note(f"mqtt: lost the connection to {s.address} ({exc}); reconnecting, results are queued")
+            return
+        self._counts["connect_failures"] += 1
+        if _is_auth_error(exc):
+            self._counts["auth_failures"] += 1
+            who = f"user {s.username!r}" if s.username else "an anonymous client"
+            self._note(
+                f"mqtt: broker {s.address} refused the credentials of {who} ({exc}); check --mqtt user:password"
+            )
+        elif "refused" in str(exc).lower():
+            self._note(
+                f"mqtt: connection to {s.address} refused: no broker listening? retrying with backoff, results are queued"
+            )
+        else:
+            self._note(
+                f"mqtt: cannot connect to {s.address}: {exc}; retrying with backoff, results are queued"
+            )
+
+    def _requeue_inflight(self) -> None:
+        """Put unacknowledged messages back at the head of the queue, in their original order."""
+        back = [m for m in self._inflight if not m.done]
+        self._inflight = []
+        self._queue.extendleft(reversed(back))
+        while len(self._queue) > self.settings.queue_max:
+            if not self._queue.popleft().superseded:
+                self._counts["dropped"] += 1
+
+    async def _serve(self, client: aiomqtt.Client) -> bool:
+        """Drain the queue until closing (returns True) or the connection breaks (raises MqttError)."""
+        watch = asyncio.create_task(self._watch(client))
+        drain = asyncio.create_task(self._drain(client))
+        try:
+            done, _ = await asyncio.wait({watch, drain}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (watch, drain):
+                if not t.done():
+                    t.cancel()
+            for t in (watch, drain):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+        first = drain if drain in done else watch
+        exc = first.exception()
+        if exc is not None:
+            raise exc
+        return first is drain
+
+    @staticmethod
+    async def _watch(client: aiomqtt.Client) -> None:
+        # The message iterator raises MqttError as soon as the connection is lost, even while idle.
+        async for _ in client.messages:
+            pass
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        s = self.settings
+        while True:
+            while self._queue:
+                batch: list[_Msg] = []
+                while self._queue and len(batch) < s.max_inflight:
+                    m = self._queue.popleft()
+                    if not m.superseded:
+                        batch.append(m)
+                self._inflight = batch
+                results = await asyncio.gather(
+                    *(self._send(client, m) for m in batch), return_exceptions=True
+                )
+                errors = [r for r in results if isinstance(r, BaseException)]
+                self._requeue_inflight()
+                if errors:
+                    raise (
+                        errors[0]
+                        if isinstance(errors[0], aiomqtt.MqttError)
+                        else aiomqtt.MqttError(str(errors[0]))
+                    )
+            if self._closing:
+                return
+            self._wake.clear()
+            if not self._queue:
+                await self._wake.wait()
+
+    async def _send(self, client: aiomqtt.Client, m: _Msg) -> None:
+        await client.publish(
+            m.topic, m.payload, qos=m.qos, retain=m.retain, timeout=self.settings.publish_timeout_s
+        )
+        m.done = True
+        self._counts["published"] += 1
