@@ -54,7 +54,7 @@ class IoUTracker:
         self._next_id = 1
 
     def update(self, boxes: Sequence[np.ndarray], ts: float) -> list[int]:
-        """Assign ids to this frame's boxes. Frames must come in time order (older ones are rejected)."""
+        """Assign ids to this frame's boxes (frames in time order); unmatched boxes open new tracks."""
         self._expire(ts)
         ids: list[int | None] = [None] * len(boxes)
         boxes = [np.asarray(b, dtype=np.float32)[:4] for b in boxes]
