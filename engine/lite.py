@@ -1,0 +1,465 @@
+"""The `lite` fast path: faces → expression scores, voice → VAD + prosody, fused into a `WindowResult`.
+
+Per call (one window, or several windows of several streams):
+1. frames not seen before are detected in ONE batched detector call (BlazeFace ONNX),
+2. every face crop of every new frame is classified in ONE batched expression call,
+3. each frame's detections get stable track ids from its stream's IoU tracker (once per frame),
+4. the audio of all windows goes through Silero VAD together (batch axis = windows), then prosody,
+5. per-track aggregation + voice cues are fused (`engine/fusion.py`).
+
+Per-frame results are cached (bounded LRU keyed by stream, frame index and timestamp): with hop <
+length a frame appears in several windows, and re-detecting it would double the work at length/hop=2.
+Only small arrays (boxes, 7 probabilities) are cached, never images. Bad frames (wrong shape, empty)
+are skipped and counted; they never raise out of `analyze`.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from affectstream.engine.analyzer import AnalyzerBase
+from affectstream.engine.fusion import TrackEvidence, VoiceEvidence, fuse
+from affectstream.engine.labels import EMOTIONS
+from affectstream.engine.models.expression import ExpressionModel, to_gray
+from affectstream.engine.models.prosody import analyze_prosody
+from affectstream.engine.models.vad import SileroVad, sanitize_audio
+from affectstream.engine.types import FaceResult, VideoFrame, VoiceResult, Window, WindowResult
+
+log = logging.getLogger("affectstream.lite")
+
+FrameKey = tuple[str, int, float]
+
+
+@dataclass(slots=True)
+class FrameFeatures:
+    """What the fast path keeps about one frame: its faces, their expression probabilities, track ids."""
+
+    boxes: np.ndarray  # (k, 4) float x1 y1 x2 y2 pixels
+    det_scores: np.ndarray  # (k,)
+    probs: np.ndarray  # (k, 7)
+    tracks: list[int] = field(default_factory=list)
+    error: str | None = None  # why the frame was skipped (bad input), if it was
+
+
+class LruCache:
+    """A bounded mapping with least-recently-used eviction and hit/miss/eviction counters."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(0, int(capacity))
+        self._d: collections.OrderedDict[Any, Any] = collections.OrderedDict()
+        self.hits = self.misses = self.evictions = 0
+
+    def get(self, key: Any) -> Any | None:
+        v = self._d.get(key)
+        if v is None:
+            self.misses += 1
+            return None
+        self._d.move_to_end(key)
+        self.hits += 1
+        return v
+
+    def put(self, key: Any, value: Any) -> None:
+        if self.capacity == 0:
+            return
+        self._d[key] = value
+        self._d.move_to_end(key)
+        while len(self._d) > self.capacity:
+            self._d.popitem(last=False)
+            self.evictions += 1
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "size": len(self._d),
+            "capacity": self.capacity,
+            "hits": self.hits,
+            "misses": self.misses,
+            "evictions": self.evictions,
+        }
+
+
+def frame_key(stream_id: str, frame: VideoFrame) -> FrameKey:
+    # ts as well as index: a source that never sets `index` (default 0) must not alias all its frames
+    return (stream_id, int(frame.index), round(float(frame.ts), 6))
+
+
+def normalize_frame(image: Any) -> np.ndarray:
+    """Any accepted frame (BGR, gray, BGRA, non-uint8) → contiguous H×W×3 uint8 BGR; ValueError otherwise."""
+    import cv2
+
+    if image is None:
+        raise ValueError("frame has no image")
+    a = np.asarray(image)
+    if a.ndim not in (2, 3) or a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"frame has unsupported shape {a.shape}")
+    if a.ndim == 3 and a.shape[2] not in (1, 3, 4):
+        raise ValueError(f"frame has {a.shape[2]} channels (expected 1, 3 or 4)")
+    if a.dtype != np.uint8:
+        if not np.issubdtype(a.dtype, np.number):
+            raise ValueError(f"frame has non-numeric dtype {a.dtype}")
+        a = np.clip(np.nan_to_num(a.astype(np.float32)), 0, 255).astype(np.uint8)
+    if a.ndim == 2 or a.shape[2] == 1:
+        return cv2.cvtColor(a.reshape(a.shape[0], a.shape[1]), cv2.COLOR_GRAY2BGR)
+    if a.shape[2] == 4:
+        return cv2.cvtColor(a, cv2.COLOR_BGRA2BGR)
+    return np.ascontiguousarray(a)
+
+
+def _det_fields(d: Any) -> tuple[np.ndarray, float]:
+    box = np.asarray(getattr(d, "box", d), dtype=np.float32).reshape(-1)[:4]
+    return box, float(getattr(d, "score", 1.0))
+
+
+class _StreamTracks:
+    """Gives each frame's detections track ids from its stream's IoU tracker, exactly once per frame.
+
+    Ids are remembered per frame (bounded LRU), so overlapping windows — and the cache-off mode — see
+    the same ids for the same frame instead of feeding the tracker a frame twice or out of order. A
+    frame older than the last one tracked (its ids evicted) is matched against live tracks read-only.
+    """
+
+    def __init__(self, capacity: int = 4096, max_streams: int = 256) -> None:
+        from affectstream.engine.models.tracker import TrackerBank
+
+        self._bank = TrackerBank(max_streams=max_streams)
+        self._last = LruCache(max_streams)
+        self._ids = LruCache(capacity)
+
+    def assign(self, key: FrameKey, boxes: np.ndarray) -> list[int]:
+        known = self._ids.get(key)
+        if known is not None and len(known) == len(boxes):
+            return list(known)
+        stream, _, ts = key
+        tracker = self._bank.get(stream)
+        pos = (key[1], key[2])
+        last = self._last.get(stream)
+        if last is not None and pos <= last:
+            ids = _match_ids(tracker, boxes)
+        else:
+            ids = tracker.update(list(boxes), ts)
+            self._last.put(stream, pos)
+        self._ids.put(key, ids)
+        return ids
+
+
+def _match_ids(tracker: Any, boxes: np.ndarray) -> list[int]:
+    """Read-only ids for an old frame: the live track with the best IoU, else -1 (unknown)."""
+    from affectstream.engine.models.tracker import iou
+
+    out = []
+    for b in boxes:
+        best, best_iou = -1, 0.0
+        for tid, t in tracker.tracks.items():
+            o = iou(t.box, b)
+            if o > best_iou:
+                best, best_iou = int(tid), o
+        out.append(best)
+    return out
+
+
+class LiteAnalyzer(AnalyzerBase):
+    """The `lite` profile's fast path (implements the `Analyzer` protocol)."""
+
+    profile = "lite"
+
+    def __init__(
+        self,
+        profile: Any = "lite",
+        *,
+        detector: str = "short",
+        max_faces: int = 4,
+        min_face: int = 24,
+        threads: int = 2,
+        transcript: bool = False,
+        runtime: str = "auto",
+        cache_frames: int = 1024,
+        verify: bool = True,
+        face_detector: Any = None,
+    ) -> None:
+        from affectstream.engine.profile import Profile
+        from affectstream.engine.runtimes.select import load_runtime
+
+        self.prof = profile if isinstance(profile, Profile) else Profile.load(profile, verify=verify)
+        self.threads = int(threads)
+        self.runtime_pref = runtime
+        self._lock = threading.Lock()  # analyze calls may come from several worker threads
+        self.expression = ExpressionModel(
+            load_runtime(self.prof.path("expression"), runtime, threads=self.threads)
+        )
+        self.vad = SileroVad(load_runtime(self.prof.path("vad"), "cpu", threads=1))
+        if face_detector is None:
+            face_detector = self._build_detector(detector, max_faces, min_face)
+        self.detector = face_detector
+        self._tracks = _StreamTracks()
+        self.cache = LruCache(cache_frames)
+        self.transcriber = None
+        if transcript and self.prof.has("whisper"):
+            from affectstream.engine.models.transcript import Transcriber
+
+            self.transcriber = Transcriber(self.prof.path("whisper"), threads=1)
+        self.frames_bad = 0
+        self.frames_processed = 0
+        self.faces_classified = 0
+        self.windows = 0
+
+    @classmethod
+    def from_settings(cls, settings: Any, profile: Any = "lite") -> LiteAnalyzer:
+        """Build from `engine.config.LiteSettings` (detector, max_faces, min_face, threads, transcript)."""
+        return cls(
+            profile,
+            detector=settings.detector,
+            max_faces=settings.max_faces,
+            min_face=settings.min_face,
+            threads=settings.threads,
+            transcript=settings.transcript,
+        )
+
+    def _build_detector(self, which: str, max_faces: int, min_face: int) -> Any:
+        from affectstream.engine.models.face_detector import FaceDetector
+
+        return FaceDetector.from_profile(
+            self.prof,
+            model=which,
+            prefer=self.runtime_pref,
+            threads=self.threads,
+            max_faces=max_faces,
+            min_face_px=min_face,
+        )
+
+    # ---- the per-frame stage (detect + classify), cached -------------------------------------------
+
+    def _frame_features(
+        self, items: list[tuple[FrameKey, VideoFrame]], lat: dict[str, float]
+    ) -> dict[FrameKey, FrameFeatures]:
+        out: dict[FrameKey, FrameFeatures] = {}
+        todo: list[tuple[FrameKey, np.ndarray]] = []
+        for key, fr in items:
+            if key in out:
+                continue
+            hit = self.cache.get(key)
+            if hit is not None:
+                out[key] = hit
+                continue
+            try:
+                todo.append((key, normalize_frame(fr.image)))
+            except ValueError as e:
+                self.frames_bad += 1
+                out[key] = FrameFeatures(
+                    np.zeros((0, 4), np.float32),
+                    np.zeros(0, np.float32),
+                    np.zeros((0, 7), np.float32),
+                    error=str(e),
+                )
+            # not cached: a bad frame is cheap to reject again
+        if not todo:
+            lat["detect"] = lat.get("detect", 0.0)
+            lat["expression"] = lat.get("expression", 0.0)
+            return out
+        t0 = time.perf_counter()
+        images = [img for _, img in todo]
+        dets = self._detect(images)
+        t1 = time.perf_counter()
+        crops, owners = [], []
+        per_frame: list[tuple[np.ndarray, np.ndarray]] = []
+        for j, ((_key, img), fdets) in enumerate(zip(todo, dets, strict=True)):
+            if fdets:
+                parsed = [_det_fields(d) for d in fdets]
+                boxes = np.stack([b for b, _ in parsed]).astype(np.float32)
+                scores = np.array([s for _, s in parsed], np.float32)
+                gray = to_gray(img)
+                crops.append(self.expression.crops(gray, boxes))
+                owners.extend([j] * len(boxes))
+            else:
+                boxes, scores = np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+            per_frame.append((boxes, scores))
+        probs = self.expression.predict(np.concatenate(crops)) if crops else np.zeros((0, 7), np.float32)
+        t2 = time.perf_counter()
+        owners_a = np.asarray(owners, int)
+        for j, (key, _img) in enumerate(todo):
+            boxes, scores = per_frame[j]
+            ff = FrameFeatures(
+                boxes, scores, probs[owners_a == j] if len(owners_a) else np.zeros((0, 7), np.float32)
+            )
+            out[key] = ff
+            self.cache.put(key, ff)
+        self.frames_processed += len(todo)
+        self.faces_classified += len(probs)
+        lat["detect"] = lat.get("detect", 0.0) + (t1 - t0) * 1000
+        lat["expression"] = lat.get("expression", 0.0) + (t2 - t1) * 1000
+        return out
+
+    def _detect(self, images: list[np.ndarray]) -> list[list[Any]]:
+        try:
+            return self.detector.detect_batch(images)
+        except Exception as e:  # one odd frame must not cost the whole batch its faces
+            log.warning("batched face detection failed (%s); retrying frame by frame", e)
+            res = []
+            for img in images:
+                try:
+                    res.append(self.detector.detect_batch([img])[0])
+                except Exception as e2:
+                    self.frames_bad += 1
+                    log.warning("face detection failed on a %s frame: %s", img.shape, e2)
+                    res.append([])
+            return res
+
+    # ---- voice ----------------------------------------------------------------------------------------
+
+    def _voice(self, windows: list[Window], lat: dict[str, float]) -> list[VoiceResult | None]:
+        idx = [i for i, w in enumerate(windows) if w.has_audio]
+        out: list[VoiceResult | None] = [None] * len(windows)
+        if not idx:
+            return out
+        t0 = time.perf_counter()
+        clean = [sanitize_audio(windows[i].audio)[0] for i in idx]
+        vads = self.vad.analyze_batch(clean)
+        t1 = time.perf_counter()
+        for i, a, v in zip(idx, clean, vads, strict=True):
+            p = analyze_prosody(a, v.segments)
+            transcript = None
+            if self.transcriber is not None:
+                w = windows[i]
+                if v.speech:
+                    self.transcriber.submit(w.stream_id, w.index, a)
+                tr = self.transcriber.latest(w.stream_id)
+                transcript = tr.text if tr is not None else None
+            out[i] = VoiceResult(
+                speech=v.speech,
+                speech_ratio=v.speech_ratio,
+                pitch_hz=p.pitch_hz,
+                pitch_std_hz=p.pitch_std_hz,
+                energy_db=p.energy_db,
+                speaking_rate=p.speaking_rate,
+                pause_ratio=p.pause_ratio,
+                arousal=p.arousal if v.speech else None,
+                transcript=transcript,
+            )
+        t2 = time.perf_counter()
+        lat["vad"] = (t1 - t0) * 1000
+        lat["prosody"] = (t2 - t1) * 1000
+        return out
+
+    # ---- the Analyzer protocol ----------------------------------------------------------------------
+
+    def analyze(self, window: Window) -> WindowResult:
+        return self.analyze_batch([window])[0]
+
+    def analyze_batch(self, windows: list[Window]) -> list[WindowResult]:
+        """All frames of all windows share one detector call and one expression call; audio shares VAD."""
+        if not windows:
+            return []
+        with self._lock:
+            t_start = time.perf_counter()
+            lat: dict[str, float] = {}
+            items = [(frame_key(w.stream_id, f), f) for w in windows for f in w.frames]
+            feats = self._frame_features(items, lat)
+            voices = self._voice(windows, lat)
+            results = []
+            t_f = time.perf_counter()
+            for w, voice in zip(windows, voices, strict=True):
+                results.append(self._result(w, feats, voice))
+            lat["fusion"] = (time.perf_counter() - t_f) * 1000
+            lat.setdefault("vad", 0.0)
+            lat.setdefault("prosody", 0.0)
+            total = (time.perf_counter() - t_start) * 1000
+            now = time.monotonic()
+            for w, r in zip(windows, results, strict=True):
+                r.latency_ms = {**lat, "analyze": total, "fast_path": (now - w.closed_at) * 1000}
+                if len(windows) > 1:
+                    r.extra["batch"] = len(windows)
+            self.windows += len(windows)
+            return results
+
+    def _result(
+        self, w: Window, feats: dict[FrameKey, FrameFeatures], voice: VoiceResult | None
+    ) -> WindowResult:
+        per_track: dict[int, dict[str, list]] = {}
+        for f in w.frames:
+            key = frame_key(w.stream_id, f)
+            ff = feats.get(key)
+            if ff is None or len(ff.boxes) == 0:
+                if ff is not None and ff.error is None:
+                    self._tracks.assign(key, ff.boxes)  # empty frames age tracks too
+                continue
+            ids = self._tracks.assign(key, ff.boxes)
+            for k, tid in enumerate(ids):
+                d = per_track.setdefault(tid, {"p": [], "s": [], "box": None})
+                d["p"].append(ff.probs[k])
+                d["s"].append(ff.det_scores[k])
+                d["box"] = ff.boxes[k]
+        tracks = []
+        for tid, d in per_track.items():
+            b = d["box"]
+            tracks.append(
+                TrackEvidence(
+                    track=int(tid),
+                    probs=np.stack(d["p"]),
+                    det_scores=np.asarray(d["s"], np.float32),
+                    box=tuple(int(v) for v in np.rint(b[:4])),  # type: ignore[arg-type]
+                    area=float((b[2] - b[0]) * (b[3] - b[1])),
+                )
+            )
+        tracks.sort(key=lambda t: (-t.weight(), t.track))
+        v_ev = VoiceEvidence(voice.speech_ratio, voice.arousal) if voice is not None else None
+        fused = fuse(tracks, v_ev)
+        faces = []
+        for t in tracks:
+            p = t.mean_probs()
+            i = int(np.argmax(p))
+            faces.append(
+                FaceResult(
+                    track=t.track,
+                    box=t.box,
+                    label=EMOTIONS[i],
+                    score=float(p[i]),
+                    scores={k: float(v) for k, v in zip(EMOTIONS, p, strict=True)},
+                )
+            )
+        return WindowResult(
+            stream=w.stream_id,
+            window=w.ref,
+            label=fused.label,
+            score=fused.score,
+            scores=fused.scores,
+            faces=faces,
+            voice=voice,
+            modalities=fused.modalities,
+            profile=self.profile,
+        )
+
+    # ---- introspection ------------------------------------------------------------------------------
+
+    def runtime_info(self) -> dict[str, Any]:
+        """What really executes each encoder (for `stats`), plus cache and frame counters."""
+        info: dict[str, Any] = {
+            "expression": self.expression.runtime.describe().to_dict(),
+            "vad": self.vad.runtime.describe().to_dict(),
+        }
+        drt = getattr(self.detector, "runtime", None)
+        if drt is not None and hasattr(drt, "describe"):
+            info["face"] = drt.describe().to_dict()
+        info["frame_cache"] = self.cache.stats()
+        info["frames"] = {"processed": self.frames_processed, "bad": self.frames_bad}
+        info["faces_classified"] = self.faces_classified
+        if self.transcriber is not None:
+            info["transcript"] = self.transcriber.stats()
+        return info
+
+    def close(self) -> None:
+        if self.transcriber is not None:
+            self.transcriber.close()
+            self.transcriber = None
+
+
+def build(profile_dir: str | Path, **kw: Any) -> LiteAnalyzer:
+    """Convenience: `LiteAnalyzer(Profile.load(profile_dir), **kw)`."""
+    return LiteAnalyzer(Path(profile_dir), **kw)
