@@ -212,16 +212,22 @@ class LiteAnalyzer(AnalyzerBase):
         self.windows = 0
 
     @classmethod
+    def from_profile(
+        cls, profile: Any, settings: Any = None, *, runtime: str = "auto", **kw: Any
+    ) -> LiteAnalyzer:
+        """Build from a profile (name, folder or `Profile`) and `engine.config.LiteSettings`
+        (detector, max_faces, min_face, threads, transcript); `kw` overrides any of them."""
+        opts: dict[str, Any] = {}
+        if settings is not None:
+            for k in ("detector", "max_faces", "min_face", "threads", "transcript"):
+                if hasattr(settings, k):
+                    opts[k] = getattr(settings, k)
+        opts.update(kw)
+        return cls(profile, runtime=runtime, **opts)
+
+    @classmethod
     def from_settings(cls, settings: Any, profile: Any = "lite") -> LiteAnalyzer:
-        """Build from `engine.config.LiteSettings` (detector, max_faces, min_face, threads, transcript)."""
-        return cls(
-            profile,
-            detector=settings.detector,
-            max_faces=settings.max_faces,
-            min_face=settings.min_face,
-            threads=settings.threads,
-            transcript=settings.transcript,
-        )
+        return cls.from_profile(profile, settings)
 
     def _build_detector(self, which: str, max_faces: int, min_face: int) -> Any:
         from affectstream.engine.models.face_detector import FaceDetector
