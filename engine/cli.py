@@ -115,13 +115,13 @@ async def _run_async(args: argparse.Namespace, settings: Any) -> int:
 
     sinks: list[Any] = []
     broker = None
+    if settings.profile == "lite":
+        await asyncio.to_thread(ensure_profile, "lite")
     if settings.jsonl:
         from affectstream.streams.sinks.jsonl import JsonlSink
 
         sinks.append(JsonlSink(settings.jsonl))
     if settings.mqtt.enabled:
-        from affectstream.streams.sinks.mqtt import MqttSink
-
         url = settings.mqtt.url
         if url is None:
             from affectstream.streams.broker import EmbeddedBroker
@@ -138,26 +138,23 @@ async def _run_async(args: argparse.Namespace, settings: Any) -> int:
                 f"-t '{settings.mqtt.prefix}/#' -v",
                 file=sys.stderr,
             )
-        sinks.append(MqttSink.from_settings(settings.mqtt, url=url))
+        sinks.append(make_mqtt_sink(settings.mqtt, url))
 
     analyzer = await asyncio.to_thread(build_analyzer, settings)
     slow = None
-    from affectstream.engine.smoother import Smoother
+    from affectstream.engine.smoother import Smoother, SmootherSettings
 
-    def smoother_factory(stream: str) -> Any:
-        return Smoother(
-            stream,
-            tau=settings.smoothing.tau,
-            hysteresis=settings.smoothing.hysteresis,
-            profile=settings.profile,
-        )
+    smoother = Smoother(
+        SmootherSettings(tau_s=settings.smoothing.tau, hysteresis=settings.smoothing.hysteresis)
+    )
 
     quiet = args.quiet or settings.jsonl == "-"
     engine = Engine(
         settings,
         analyzer,
         sinks,
-        smoother_factory=smoother_factory,
+        smoother=smoother,
+        node_id=settings.mqtt.node_id,
         on_result=None if quiet else (lambda r: _print_window(r.to_payload())),
     )
     if settings.reasoning.enabled:
@@ -180,6 +177,33 @@ async def _run_async(args: argparse.Namespace, settings: Any) -> int:
             await broker.stop()
     failed = failed_open + sum(1 for st in states.values() if st.status == "failed")
     return 1 if failed else 0
+
+
+def make_mqtt_sink(m: Any, url: str) -> Any:
+    """An MqttSink from the `mqtt` settings section; the URL's own options win over defaults."""
+    from affectstream.streams.sinks.mqtt import MqttSink
+
+    kw: dict[str, Any] = {
+        "node_id": m.node_id,
+        "prefix": f"{m.prefix}/{m.node_id}",
+        "window_qos": m.window_qos,
+        "queue_max": m.offline_queue,
+    }
+    if m.username:
+        kw["username"] = m.username
+    if m.password:
+        kw["password"] = m.password
+    if m.tls_ca or m.tls_cert:
+        kw.update(
+            tls=True,
+            ca_file=m.tls_ca and str(m.tls_ca),
+            cert_file=m.tls_cert and str(m.tls_cert),
+            key_file=m.tls_key and str(m.tls_key),
+        )
+    try:
+        return MqttSink(url, **kw)
+    except ValueError as e:
+        raise CliError(str(e)) from e
 
 
 def _build_slow_path(settings: Any, analyzer: Any, engine: Any) -> Any:

@@ -53,7 +53,8 @@ class StreamState:
     windows_analyzed: int = 0
     last_ts: float = 0.0
     frames_in: RateCounter = field(default_factory=RateCounter)
-    smoother: Any = None
+    processed: RateCounter = field(default_factory=RateCounter)
+    latency: LatencySeries = field(default_factory=LatencySeries)
 
 
 class Engine:
@@ -66,14 +67,16 @@ class Engine:
         sinks: list[Sink],
         *,
         slow_path: SlowPath | None = None,
-        smoother_factory: Callable[[str], Any] | None = None,
+        smoother: Any = None,
+        node_id: str = "node",
         on_result: Callable[[WindowResult], None] | None = None,
     ) -> None:
         self.settings = settings
         self.analyzer = analyzer
         self.sinks = sinks
         self.slow_path = slow_path
-        self.smoother_factory = smoother_factory
+        self.smoother = smoother  # engine/smoother.Smoother: state + events for every stream
+        self.node_id = node_id
         self.on_result = on_result
         self.streams: dict[str, StreamState] = {}
         self._work = asyncio.Event()
@@ -134,8 +137,6 @@ class Engine:
             live=is_live,
             max_pending=w.max_pending,
         )
-        if self.smoother_factory is not None:
-            st.smoother = self.smoother_factory(source.stream_id)
         if source.stream_id in self.streams:
             raise ValueError(f"duplicate stream id {source.stream_id!r}: name sources with name=SOURCE")
         self.streams[source.stream_id] = st
@@ -159,6 +160,7 @@ class Engine:
                 await self._enqueue(st, win)
             if st.status == "running":
                 st.status = "finished"
+            await self._finish_stream(st)
         except SourceError as e:
             st.status, st.error = "failed", str(e)
             print(f"affectstream: {src.stream_id}: {e}", file=sys.stderr)
@@ -169,6 +171,18 @@ class Engine:
         finally:
             with contextlib.suppress(Exception):
                 await src.close()
+
+    async def _finish_stream(self, st: StreamState) -> None:
+        """Close the stream's open event (`end`) once its last window has been published."""
+        if self.smoother is None:
+            return
+        while st.pending:
+            await asyncio.sleep(0.01)
+        while st.windows_analyzed + st.windows_dropped < st.windows_emitted:
+            await asyncio.sleep(0.01)
+        for ev in self.smoother.finish(st.source.stream_id):
+            for s in self.sinks:
+                await self._safe(s.publish_event(ev))
 
     async def _enqueue(self, st: StreamState, win: Window) -> None:
         st.windows_emitted += 1
@@ -202,7 +216,10 @@ class Engine:
                 results = await asyncio.to_thread(self.analyzer.analyze_batch, batch)
             except Exception as e:
                 log.exception("analyzer failed on a batch of %d windows", len(batch))
-                print(f"affectstream: analyzer error ({type(e).__name__}: {e}); windows skipped", file=sys.stderr)
+                print(
+                    f"affectstream: analyzer error ({type(e).__name__}: {e}); windows skipped",
+                    file=sys.stderr,
+                )
                 for w in batch:
                     st = self.streams.get(w.stream_id)
                     if st is not None:
@@ -220,13 +237,17 @@ class Engine:
         res.latency_ms["publish_delay"] = (time.monotonic() - win.closed_at) * 1000
         for s in self.sinks:
             await self._safe(s.publish_window(res))
-        if st is not None and st.smoother is not None:
-            state, events = st.smoother.update(res)
+        if self.smoother is not None:
+            upd = self.smoother.update(res)
             for s in self.sinks:
-                await self._safe(s.publish_state(win.stream_id, state))
-                for ev in events:
+                await self._safe(s.publish_state(win.stream_id, upd.state))
+                for ev in upd.events:
                     await self._safe(s.publish_event(ev))
-        self.fast_latency.add((time.monotonic() - win.closed_at) * 1000)
+        delay = (time.monotonic() - win.closed_at) * 1000
+        self.fast_latency.add(delay)
+        if st is not None:
+            st.latency.add(delay)
+            st.processed.add()
         self.windows_processed.add()
         if self.on_result is not None:
             self.on_result(res)
@@ -250,26 +271,39 @@ class Engine:
             await asyncio.sleep(0.01)
 
     def stats_payload(self) -> dict[str, Any]:
-        streams = {}
+        """The `stats` message (schema affectstream.stats/1)."""
+        streams: dict[str, Any] = {}
         for sid, st in self.streams.items():
-            streams[sid] = {
+            row: dict[str, Any] = {
                 "status": st.status,
                 "error": st.error,
                 "fps_in": st.frames_in.rate(),
+                "fps_processed": st.processed.rate(),
                 "windows": st.windows_emitted,
                 "windows_analyzed": st.windows_analyzed,
                 "windows_dropped": st.windows_dropped,
                 "source": st.source.stats.to_dict(),
-                "windower": getattr(st.windower, "stats_dict", lambda: {})(),
             }
+            lat = st.latency.percentiles()
+            if lat["n"]:
+                row["latency_ms"] = {"fast_path": {"p50": lat["p50"], "p95": lat["p95"]}}
+            wst = getattr(st.windower, "stats", None)
+            if wst is not None:
+                row["windower"] = wst.to_dict() if hasattr(wst, "to_dict") else dict(vars(wst))
+            streams[sid] = row
         payload: dict[str, Any] = {
             "schema": "affectstream.stats/1",
+            "stream": None,
             "ts": round(time.time(), 3),
+            "node": self.node_id,
             "uptime_s": round(time.monotonic() - self._started, 1),
             "profile": self.settings.profile,
             "windows_per_s": self.windows_processed.rate(),
             "windows_total": self.windows_processed.total,
-            "latency_ms": {"fast_path": self.fast_latency.percentiles(), "analyze": self.analyze_latency.percentiles()},
+            "latency_ms": {
+                "fast_path": self.fast_latency.percentiles(),
+                "analyze": self.analyze_latency.percentiles(),
+            },
             "streams": streams,
             "sink_errors": self.sink_errors,
             "sinks": {type(s).__name__: s.stats() for s in self.sinks},
