@@ -86,7 +86,7 @@ class OmniSettings(BaseModel):
 
 
 class SmoothingSettings(BaseModel):
-    tau: float = Field(3.0, gt=0, description="Time constant (s) of the exponential smoothing.")
+    tau: float = Field(1.5, gt=0, description="Time constant (s) of the exponential smoothing.")
     hysteresis: float = Field(0.1, ge=0, le=1, description="Margin a new label needs to take over.")
 
 
