@@ -55,8 +55,11 @@ def llm_gguf() -> Path:
 def llama_model(llm_gguf: Path):
     """One llama.cpp runtime for the session (2 threads, like the CI box)."""
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
-    from affectstream.engine.llm.llama import LlamaCppLM
+    from affectstream.engine.llm.llama import LlamaCppLM, probe_build
 
+    reason = probe_build(llm_gguf)
+    if reason is not None:
+        pytest.skip(reason)
     lm = LlamaCppLM(llm_gguf, threads=2)
     yield lm
     lm.close()

@@ -42,6 +42,41 @@ class Generation:
         return self.finish == "forced_close"
 
 
+_PROBE = """
+import sys, llama_cpp
+m = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=128, n_threads=1, verbose=False)
+m.create_completion("Hello there, how are you", max_tokens=2, temperature=0.0)
+"""
+
+
+def probe_build(gguf_path: str | os.PathLike[str], timeout: float = 120.0) -> str | None:
+    """Run a tiny batched generation in a child process; None if fine, else a one-line reason.
+
+    Why a child: a llama.cpp build compiled for CPU features the host refuses (e.g. `-march=native`
+    picking AMX inside a VM that does not enable AMX state) dies with SIGILL on the first batched
+    matmul, which would kill the engine or the test session instead of raising.
+    """
+    import subprocess
+    import sys
+
+    try:
+        r = subprocess.run(
+            [sys.executable, "-c", _PROBE, str(gguf_path)], capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return f"llama.cpp probe did not finish in {timeout:.0f} s"
+    if r.returncode == 0:
+        return None
+    if r.returncode < 0:
+        return (
+            f"llama.cpp died with signal {-r.returncode} on a batched prompt: the llama-cpp-python build uses "
+            "CPU instructions this host refuses (rebuild with CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF "
+            "-DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF')"
+        )
+    last = (r.stderr.strip().splitlines() or ["no output"])[-1]
+    return f"llama.cpp probe failed (exit {r.returncode}): {last}"
+
+
 def _chatml(messages: Sequence[dict[str, str]]) -> str:
     """ChatML, the fallback when a GGUF carries no chat template (SmolLM2 and Qwen both use it)."""
     body = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)

@@ -1,0 +1,218 @@
+"""The slow path: decide which windows get reasoning and run it off the event loop.
+
+Why this shape: a generation takes ~1 s while windows close every ~0.5–2 s, so reasoning every
+window would build an unbounded backlog and stall the fast path. Instead:
+- triggers pick windows worth explaining: the stream's first window, a change of the fast label,
+  every N windows, or an explicit request;
+- at most one generation is in flight per stream, and at most one window waits behind it (the
+  latest trigger wins; the one it replaces is counted as skipped);
+- a fixed pool of reasoners (one thread each, each with its own model) runs the generations, so
+  `submit()` returns at once and the event loop never blocks;
+- results go to a bounded queue (drop-oldest, counted) and/or an async callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from affectstream.engine.llm.reasoner import Reasoner
+from affectstream.engine.types import ReasoningResult, WindowResult
+
+ResultCallback = Callable[[ReasoningResult], Awaitable[None] | None]
+LATENCY_WINDOW = 512  # recent latencies kept for percentiles (bounded memory)
+
+
+@dataclass(slots=True)
+class _StreamState:
+    last_label: str | None = None
+    since_reasoned: int = 0
+    requested: bool = False
+    in_flight: bool = False
+    pending: WindowResult | None = None
+    pending_at: float = 0.0
+
+
+@dataclass(slots=True)
+class SchedulerStats:
+    submitted: int = 0  # windows offered
+    triggered: int = 0  # windows that met a trigger
+    not_triggered: int = 0  # windows with no trigger (not reasoned by design)
+    skipped: int = 0  # triggered windows replaced by a newer one before a worker was free
+    completed: int = 0
+    valid: int = 0
+    invalid: int = 0
+    dropped: int = 0  # results dropped from the full output queue (oldest first)
+    callback_errors: int = 0  # on_result raised (the result still went to the queue)
+    decode_ms: list[float] = field(default_factory=list)
+    end_to_end_ms: list[float] = field(default_factory=list)  # submit → result, queueing included
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        def pct(xs: list[float], q: float) -> float | None:
+            return round(float(np.percentile(xs, q)), 1) if xs else None
+
+        return {
+            "submitted": self.submitted,
+            "triggered": self.triggered,
+            "not_triggered": self.not_triggered,
+            "skipped": self.skipped,
+            "completed": self.completed,
+            "valid": self.valid,
+            "invalid": self.invalid,
+            "dropped": self.dropped,
+            "callback_errors": self.callback_errors,
+            "latency_p50_ms": pct(self.decode_ms, 50),
+            "latency_p95_ms": pct(self.decode_ms, 95),
+            "end_to_end_p50_ms": pct(self.end_to_end_ms, 50),
+            "end_to_end_p95_ms": pct(self.end_to_end_ms, 95),
+        }
+
+
+class ReasoningScheduler:
+    """Async front of a reasoner pool. Use from one event loop; `submit` never waits for a generation."""
+
+    def __init__(
+        self,
+        reasoners: Sequence[Reasoner],
+        every_n: int = 0,
+        on_change: bool = True,
+        queue_size: int = 64,
+        on_result: ResultCallback | None = None,
+    ) -> None:
+        if not reasoners:
+            raise ValueError("scheduler needs at least one reasoner")
+        if every_n < 0 or queue_size < 1:
+            raise ValueError(f"every_n must be ≥ 0 and queue_size ≥ 1 (got {every_n}, {queue_size})")
+        self._idle: list[Reasoner] = list(reasoners)
+        self._pool = ThreadPoolExecutor(max_workers=len(reasoners), thread_name_prefix="reasoner")
+        self.every_n = every_n
+        self.on_change = on_change
+        self.on_result = on_result
+        self.results: asyncio.Queue[ReasoningResult] = asyncio.Queue(maxsize=queue_size)
+        self.stats = SchedulerStats()
+        self._streams: dict[str, _StreamState] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._rr: list[str] = []  # round-robin order of streams waiting for a worker
+        self._closed = False
+
+    # -- public API -------------------------------------------------------------------------------
+    def request(self, stream: str) -> None:
+        """Reason about the next window of `stream` whatever the triggers say."""
+        self._state(stream).requested = True
+
+    async def submit(self, result: WindowResult, force: bool = False) -> bool:
+        """Offer a fast-path result; returns at once. True if it was queued or started for reasoning."""
+        if self._closed:
+            return False
+        st = self._state(result.stream)
+        self.stats.submitted += 1
+        st.since_reasoned += 1
+        changed = result.label != st.last_label
+        st.last_label = result.label
+        trigger = (
+            force
+            or st.requested
+            or (self.on_change and changed)
+            or (self.every_n > 0 and st.since_reasoned >= self.every_n)
+        )
+        if not trigger:
+            self.stats.not_triggered += 1
+            return False
+        self.stats.triggered += 1
+        st.requested = False
+        st.since_reasoned = 0
+        if st.pending is not None:
+            self.stats.skipped += 1  # the newer trigger replaces the one still waiting
+        else:
+            self._rr.append(result.stream)
+        st.pending = result
+        st.pending_at = time.perf_counter()
+        self._dispatch()
+        return True
+
+    async def get(self) -> ReasoningResult:
+        return await self.results.get()
+
+    def snapshot(self) -> dict[str, float | int | None]:
+        """Numbers for the `stats` message, including each reasoner's validity counters."""
+        d = self.stats.to_dict()
+        d["in_flight"] = sum(s.in_flight for s in self._streams.values())
+        return d
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait until nothing is pending or in flight (tests, clean shutdown)."""
+
+        async def _wait() -> None:
+            while self._tasks or any(s.pending is not None for s in self._streams.values()):
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(_wait(), timeout)
+
+    async def close(self, timeout: float = 30.0) -> None:
+        """Stop accepting, let in-flight generations finish (bounded wait), free the threads."""
+        self._closed = True
+        for s in self._streams.values():
+            s.pending = None
+        self._rr.clear()
+        if self._tasks:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), timeout)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- internals --------------------------------------------------------------------------------
+    def _state(self, stream: str) -> _StreamState:
+        st = self._streams.get(stream)
+        if st is None:
+            st = self._streams[stream] = _StreamState()
+        return st
+
+    def _dispatch(self) -> None:
+        """Start pending windows on idle reasoners, round-robin across streams, one per stream."""
+        i = 0
+        while self._idle and i < len(self._rr):
+            stream = self._rr[i]
+            st = self._streams[stream]
+            if st.in_flight or st.pending is None:
+                i += 1
+                continue
+            self._rr.pop(i)
+            result, submitted_at = st.pending, st.pending_at
+            st.pending = None
+            st.in_flight = True
+            reasoner = self._idle.pop()
+            task = asyncio.get_running_loop().create_task(self._run(reasoner, result, submitted_at))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, reasoner: Reasoner, result: WindowResult, submitted_at: float) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            out = await loop.run_in_executor(self._pool, reasoner.reason, result)
+        finally:
+            self._idle.append(reasoner)
+            self._streams[result.stream].in_flight = False
+        s = self.stats
+        s.completed += 1
+        s.valid += int(out.valid)
+        s.invalid += int(not out.valid)
+        s.decode_ms.append(out.latency_ms)
+        s.end_to_end_ms.append((time.perf_counter() - submitted_at) * 1000)
+        del s.decode_ms[:-LATENCY_WINDOW], s.end_to_end_ms[:-LATENCY_WINDOW]
+        if self.results.full():
+            self.results.get_nowait()
+            s.dropped += 1
+        self.results.put_nowait(out)
+        if self.on_result is not None:
+            try:
+                ret = self.on_result(out)
+                if asyncio.iscoroutine(ret):
+                    await ret
+            except Exception:  # a faulty consumer must not stop reasoning for other windows
+                s.callback_errors += 1
+        if not self._closed:
+            self._dispatch()
