@@ -192,9 +192,12 @@ class LiteAnalyzer(AnalyzerBase):
         self.threads = int(threads)
         self.runtime_pref = runtime
         self._lock = threading.Lock()  # analyze calls may come from several worker threads
-        self.expression = ExpressionModel(
-            load_runtime(self.prof.path("expression"), runtime, threads=self.threads)
-        )
+        if runtime == "torch":  # the eager reference (benchmarks, debugging): the PyTorch ports
+            self.expression = ExpressionModel(self._torch_expression())
+        else:
+            self.expression = ExpressionModel(
+                load_runtime(self.prof.path("expression"), runtime, threads=self.threads)
+            )
         self.vad = SileroVad(load_runtime(self.prof.path("vad"), "cpu", threads=1))
         if face_detector is None:
             face_detector = self._build_detector(detector, max_faces, min_face)
@@ -229,9 +232,24 @@ class LiteAnalyzer(AnalyzerBase):
     def from_settings(cls, settings: Any, profile: Any = "lite") -> LiteAnalyzer:
         return cls.from_profile(profile, settings)
 
+    def _torch_expression(self) -> Any:
+        from affectstream.engine.runtimes.torch_rt import TorchRuntime
+        from affectstream.export.fer import load_hdf5
+
+        return TorchRuntime(
+            load_hdf5(self.prof.path("expression_hdf5")), ["input"], ["probs"], threads=self.threads
+        )
+
     def _build_detector(self, which: str, max_faces: int, min_face: int) -> Any:
         from affectstream.engine.models.face_detector import FaceDetector
 
+        if self.runtime_pref == "torch":
+            from affectstream.engine.runtimes.torch_rt import TorchRuntime
+            from affectstream.export.blazeface import load_blazeface
+
+            net = load_blazeface(self.prof.path(f"face_{which}_tflite"))
+            rt = TorchRuntime(net, ["input"], ["regressors", "classificators"], threads=self.threads)
+            return FaceDetector(rt, model=which, max_faces=max_faces, min_face_px=min_face)
         return FaceDetector.from_profile(
             self.prof,
             model=which,
