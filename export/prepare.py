@@ -132,7 +132,10 @@ def prepare_profile(
             old = Manifest.read(dest) if (dest / MANIFEST_NAME).is_file() else None
         except ValueError:
             old = None
-        manifest = Manifest(profile=name)
+        # Start from the old entries so a concurrent reader never sees a manifest missing components
+        # that are still intact on disk; each entry is replaced as soon as its file is rewritten.
+        manifest = Manifest(profile=name, components=dict(old.components) if old is not None else {})
+        changed = old is None
         bar = _progress(len(specs), progress)
         wheels: dict[str, Path] = {}
 
@@ -148,33 +151,36 @@ def prepare_profile(
                     bar.set_postfix_str(cname)
                 comp = _reuse(old, cname, spec, dest)
                 if comp is None:
+                    changed = True
+                    manifest.components.pop(cname, None)
                     try:
                         comp = _make(cname, spec, dest, wheel, wheel_pins, manifest)
                     except (WheelError, OSError, ValueError, RuntimeError, ImportError) as e:
                         if spec["kind"] != "build" or strict or isinstance(e, WheelError):
+                            manifest.write(dest)
                             raise PrepareError(f"profile '{name}', component '{cname}': {e}") from e
                         log.warning("profile %s: component %s not built: %s", name, cname, e)
                         comp = None
-                if comp is not None:
-                    manifest.components[cname] = comp
+                    if comp is not None:
+                        manifest.components[cname] = comp
                     manifest.write(dest)  # progress survives an interrupted prepare
                 if bar is not None:
                     bar.update(1)
         finally:
             if bar is not None:
                 bar.close()
-        manifest.created = old.created if old is not None and _same(old, manifest) else time.time()
-        manifest.write(dest)
+        for stale in set(manifest.components) - set(specs):
+            del manifest.components[stale]
+            changed = True
+        if changed:  # a no-op prepare leaves manifest.json untouched
+            manifest.created = time.time()
+            manifest.write(dest)
     return dest
 
 
 def _build_order(specs: dict[str, dict[str, Any]]) -> list[str]:
     """Copies and folders first, builds after the components they read from."""
     return sorted(specs, key=lambda n: (specs[n]["kind"] == "build", n))
-
-
-def _same(a: Manifest, b: Manifest) -> bool:
-    return a.to_dict()["components"] == b.to_dict()["components"]
 
 
 def _builder_id(spec: dict[str, Any]) -> str | None:
