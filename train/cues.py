@@ -1,0 +1,386 @@
+"""The cue dataset for the `lite` reasoner: evidence → prompt → label.
+
+The `lite` LLM reads the fast path's measurements as text (engine/llm/prompt.py), so its training
+data is (evidence, true label) pairs. Two sources:
+
+(a) REAL: `window` payloads recorded by the lite analyzer over real media with a known label
+    (`real_samples`), rendered with the very same prompt code.
+(b) SYNTHETIC (`generate`): this module samples a true label, then evidence consistent with it. It is
+    synthetic, and every number a model scores on it says so. The generator models:
+    - face scores as FER-2013's mini-Xception produces them, including its typical confusions
+      (fear↔surprise, sad↔neutral, angry↔disgust, plus a pull towards neutral), per-frame noise
+      averaged over the window;
+    - prosody consistent with the label's arousal (circumplex: angry/fear/surprise high, sad low),
+      mapped to pitch, pitch variation, energy, speaking rate and pauses with noise;
+    - in a share of samples a transcript: emotional words for the label, or neutral content;
+    - a flagged `voice_decides` subset where the face is ambiguous or misleading (the confusion
+      partner wins, the face is hidden, or the face is flat neutral) and the words carry the
+      emotion — where a reasoner can beat the fast-path fusion rule, which only sees faces and
+      arousal. The fast label in every prompt is computed by that rule (engine/fusion.py).
+    Fixed seeds give fixed train/val/test splits (`build_splits`). Phrases come from one bank
+    shared by all splits (the test set measures reading of seen phrase types in new combinations,
+    not open-vocabulary sentiment).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from affectstream.engine.fusion import TrackEvidence, VoiceEvidence, fuse
+from affectstream.engine.labels import EMOTIONS
+from affectstream.engine.llm.prompt import Evidence, render_prompt
+
+# FER-2013's typical confusions (both directions), used to pick the misleading runner-up.
+CONFUSIONS: dict[str, tuple[str, ...]] = {
+    "angry": ("disgust", "sad"),
+    "disgust": ("angry",),
+    "fear": ("surprise", "sad"),
+    "happy": ("neutral", "surprise"),
+    "sad": ("neutral", "fear"),
+    "surprise": ("fear", "happy"),
+    "neutral": ("sad", "happy"),
+}
+# Arousal centre per label (0 calm .. 1 agitated), circumplex model.
+AROUSAL: dict[str, float] = {
+    "angry": 0.82,
+    "disgust": 0.5,
+    "fear": 0.75,
+    "happy": 0.62,
+    "sad": 0.2,
+    "surprise": 0.72,
+    "neutral": 0.3,
+}
+# Emotional phrases per label (what words carry when they carry the emotion).
+PHRASES: dict[str, tuple[str, ...]] = {
+    "angry": (
+        "this is outrageous, I am furious",
+        "stop lying to me, I'm so angry",
+        "get out of my way right now",
+        "how dare you do this to me",
+        "I'm sick of your excuses",
+        "you ruined everything, damn it",
+        "that makes me so mad",
+        "don't you ever talk to me like that",
+    ),
+    "disgust": (
+        "ew, that is disgusting",
+        "yuck, it smells rotten",
+        "that's gross, I feel sick",
+        "ugh, how revolting",
+        "I can't even look at that filth",
+        "that is nasty, take it away",
+        "eww, there's mold all over it",
+        "so repulsive, I want to throw up",
+    ),
+    "fear": (
+        "please, I'm scared, help me",
+        "something is out there, I'm terrified",
+        "I'm afraid they will find us",
+        "oh no, please don't hurt me",
+        "I'm so frightened right now",
+        "what was that noise, I'm scared",
+        "we have to hide, they're coming",
+        "I'm panicking, I can't breathe",
+    ),
+    "happy": (
+        "this is wonderful, I love it",
+        "haha, that's great news",
+        "I'm so happy for you",
+        "what a beautiful day, I feel amazing",
+        "we won, this is the best",
+        "thank you so much, I'm delighted",
+        "I can't stop smiling today",
+        "yay, this is fantastic",
+    ),
+    "sad": (
+        "I miss her so much",
+        "I can't stop crying",
+        "everything feels hopeless now",
+        "he's gone and he's never coming back",
+        "I feel so alone and empty",
+        "I'm heartbroken, it's over",
+        "nothing matters anymore",
+        "I'm so sorry, I lost him",
+    ),
+    "surprise": (
+        "wow, I did not expect that",
+        "what? no way, really?",
+        "oh my god, you're here!",
+        "whoa, that's unbelievable",
+        "seriously? I can't believe it",
+        "wait, what just happened?",
+        "oh! you scared me, what a surprise",
+        "no way, since when?",
+    ),
+    "neutral": (
+        "the meeting starts at three",
+        "please pass me the report",
+        "we'll take the second road on the left",
+        "the package arrives on tuesday",
+        "let me check the schedule",
+        "I'll send you the file later",
+        "the train leaves at nine",
+        "okay, next item on the list",
+    ),
+}
+NEUTRAL_CONTENT: tuple[str, ...] = PHRASES["neutral"]
+
+# Mix of sample kinds (fractions of the generated set).
+KIND_SHARES: dict[str, float] = {"clear": 0.45, "confusable": 0.2, "voice_decides": 0.3, "noisy": 0.05}
+TRANSCRIPT_SHARE = 0.5  # share of non-`voice_decides` samples that carry a transcript
+SPLIT_SEEDS: dict[str, int] = {"train": 1001, "val": 2002, "test": 3003}
+
+
+@dataclass(slots=True)
+class CueSample:
+    """One prompt's worth of evidence with its true label and how it was made."""
+
+    id: str
+    label: str
+    evidence: Evidence
+    kind: str  # clear | confusable | voice_decides | noisy | real
+    fast_label: str
+    source: str = "synthetic"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def voice_decides(self) -> bool:
+        return self.kind == "voice_decides"
+
+    def prompt(self, labels: Sequence[str] = EMOTIONS) -> str:
+        """The user-turn text, rendered by the production prompt code."""
+        return render_prompt(self.evidence, labels)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "label": self.label,
+            "kind": self.kind,
+            "fast_label": self.fast_label,
+            "source": self.source,
+            "evidence": self.evidence.to_dict(),
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CueSample:
+        return cls(
+            id=str(d["id"]),
+            label=str(d["label"]),
+            evidence=Evidence.from_dict(d["evidence"]),
+            kind=str(d.get("kind", "real")),
+            fast_label=str(d.get("fast_label") or d["evidence"].get("fast_label") or ""),
+            source=str(d.get("source", "synthetic")),
+            meta=dict(d.get("meta") or {}),
+        )
+
+
+def _face_probs(rng: np.random.Generator, label: str, kind: str, py: random.Random) -> tuple[np.ndarray, str]:
+    """Mean-face distribution for `kind`, and the label the face itself points to."""
+    idx = {k: i for i, k in enumerate(EMOTIONS)}
+    base = rng.dirichlet(np.full(len(EMOTIONS), 0.6)) * 0.25
+    partner = py.choice(CONFUSIONS[label])
+    p = base.copy()
+    if kind == "clear":
+        p[idx[label]] += rng.uniform(0.55, 0.9)
+        p[idx[partner]] += rng.uniform(0.0, 0.15)
+    elif kind == "confusable":  # true label narrowly first, partner close behind
+        top = rng.uniform(0.35, 0.5)
+        p[idx[label]] += top
+        p[idx[partner]] += top - rng.uniform(0.05, 0.15)
+    elif kind == "voice_decides":  # face points elsewhere: partner wins or a flat neutral face
+        decoy = partner if (label == "neutral" or py.random() < 0.65) else "neutral"
+        if decoy == label:
+            decoy = py.choice([e for e in EMOTIONS if e != label])
+        p[idx[decoy]] += rng.uniform(0.4, 0.7)
+        p[idx[label]] += rng.uniform(0.0, 0.2)
+    else:  # noisy: weak, random-looking face
+        p[idx[label]] += rng.uniform(0.1, 0.3)
+        p[idx[py.choice(EMOTIONS)]] += rng.uniform(0.1, 0.3)
+    p = p / p.sum()
+    return p, EMOTIONS[int(np.argmax(p))]
+
+
+def _frames(rng: np.random.Generator, mean: np.ndarray, n: int) -> np.ndarray:
+    """Per-frame probabilities around `mean` (FER jitters frame to frame)."""
+    frames = rng.dirichlet(mean * 40 + 0.05, size=n)
+    return frames
+
+
+def _voice(rng: np.random.Generator, label: str) -> dict[str, float]:
+    """Prosody consistent with the label's arousal, with realistic spread."""
+    a = float(np.clip(AROUSAL[label] + rng.normal(0, 0.12), 0.0, 1.0))
+    female = rng.random() < 0.5
+    base_pitch = 205.0 if female else 120.0
+    return {
+        "speech": True,
+        "speech_ratio": float(np.clip(rng.uniform(0.4, 0.95), 0, 1)),
+        "pitch_hz": float(base_pitch * (0.85 + 0.45 * a) + rng.normal(0, 8)),
+        "pitch_std_hz": float(max(3.0, 10 + 45 * a + rng.normal(0, 6))),
+        "energy_db": float(-38 + 22 * a + rng.normal(0, 3)),
+        "speaking_rate": float(max(0.5, 2.5 + 3.0 * a + rng.normal(0, 0.6))),
+        "pause_ratio": float(np.clip(0.45 - 0.35 * a + rng.normal(0, 0.06), 0.0, 0.9)),
+        "arousal": a,
+    }
+
+
+def synth_sample(index: int, seed: int, kind: str | None = None, label: str | None = None) -> CueSample:
+    """One synthetic sample; deterministic in (seed, index)."""
+    py = random.Random(seed * 1_000_003 + index)
+    rng = np.random.default_rng([seed, index])
+    label = label or py.choice(EMOTIONS)
+    if kind is None:
+        r, acc = py.random(), 0.0
+        kind = "clear"
+        for k, share in KIND_SHARES.items():
+            acc += share
+            if r < acc:
+                kind = k
+                break
+    hide_face = kind == "voice_decides" and py.random() < 0.15
+    mean, face_points = _face_probs(rng, label, kind, py)
+    n_frames = 8
+    tracks: list[TrackEvidence] = []
+    faces: list[dict[str, Any]] = []
+    if not hide_face:
+        frames = _frames(rng, mean, n_frames)
+        det = rng.uniform(0.7, 0.99, size=n_frames)
+        tr = TrackEvidence(track=1, probs=frames, det_scores=det, box=(100, 60, 220, 180))
+        tracks.append(tr)
+        mp = tr.mean_probs()
+        top = int(np.argmax(mp))
+        faces.append(
+            {
+                "track": 1,
+                "box": [100, 60, 220, 180],
+                "label": EMOTIONS[top],
+                "score": float(mp[top]),
+                "scores": {k: float(v) for k, v in zip(EMOTIONS, mp, strict=True)},
+            }
+        )
+    speaking = kind == "voice_decides" or py.random() < 0.8
+    voice: dict[str, Any] | None
+    if speaking:
+        voice = _voice(rng, label)
+        transcript = None
+        if kind == "voice_decides":
+            transcript = py.choice(PHRASES[label])
+        elif py.random() < TRANSCRIPT_SHARE:
+            # Words either agree with the label or say nothing emotional.
+            transcript = py.choice(PHRASES[label]) if py.random() < 0.5 else py.choice(NEUTRAL_CONTENT)
+        voice["transcript"] = transcript
+    else:
+        voice = {"speech": False, "speech_ratio": 0.0, "arousal": None, "transcript": None}
+    fused = fuse(tracks, VoiceEvidence(voice["speech_ratio"], voice.get("arousal")) if voice else None)
+    payload = {
+        "label": fused.label,
+        "score": fused.score,
+        "faces": faces,
+        "voice": voice,
+    }
+    ev = Evidence.from_payload(payload)
+    return CueSample(
+        id=f"syn-{seed}-{index}",
+        label=label,
+        evidence=ev,
+        kind=kind,
+        fast_label=fused.label,
+        meta={"face_points": face_points, "face_hidden": hide_face},
+    )
+
+
+def generate(n: int, seed: int) -> list[CueSample]:
+    """`n` synthetic samples from `seed` (same inputs → same samples, on every machine)."""
+    return [synth_sample(i, seed) for i in range(n)]
+
+
+def build_splits(n_train: int = 1200, n_val: int = 150, n_test: int = 300) -> dict[str, list[CueSample]]:
+    """The fixed synthetic splits (disjoint seeds), sizes as given."""
+    return {
+        "train": generate(n_train, SPLIT_SEEDS["train"]),
+        "val": generate(n_val, SPLIT_SEEDS["val"]),
+        "test": generate(n_test, SPLIT_SEEDS["test"]),
+    }
+
+
+def real_samples(records: Iterable[dict[str, Any]]) -> Iterator[CueSample]:
+    """Real samples from `{"id", "label", "payload"}` records: a lite `window` payload over real media."""
+    for i, rec in enumerate(records):
+        label = str(rec["label"])
+        if label not in EMOTIONS:
+            raise ValueError(f"record {rec.get('id', i)}: label {label!r} is not one of {EMOTIONS}")
+        ev = Evidence.from_payload(rec["payload"])
+        yield CueSample(
+            id=str(rec.get("id", f"real-{i}")),
+            label=label,
+            evidence=ev,
+            kind="real",
+            fast_label=ev.fast_label or "",
+            source="real",
+        )
+
+
+def save_jsonl(samples: Iterable[CueSample], path: str | Path) -> int:
+    """Write samples as JSON lines; returns the count."""
+    n = 0
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with p.open("w", encoding="utf-8") as f:
+        for s in samples:
+            f.write(json.dumps(s.to_dict()) + "\n")
+            n += 1
+    return n
+
+
+def load_jsonl(path: str | Path) -> list[CueSample]:
+    """Read a cue set written by `save_jsonl`; a bad line raises ValueError naming the line."""
+    out: list[CueSample] = []
+    with Path(path).open(encoding="utf-8") as f:
+        for ln, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                out.append(CueSample.from_dict(json.loads(line)))
+            except (KeyError, ValueError, TypeError) as e:
+                raise ValueError(f"{path}:{ln}: not a cue sample ({e})") from e
+    return out
+
+
+def target_think(sample: CueSample) -> str:
+    """A short, evidence-grounded rationale for cold-start SFT (≤ ~30 tokens).
+
+    It names the cue that decides, so SFT teaches *how* to read the prompt, not only the label.
+    """
+    ev = sample.evidence
+    face = ev.faces[0].expressions[0][0] if ev.faces and ev.faces[0].expressions else None
+    words_say = None
+    if ev.transcript:
+        for lab, phrases in PHRASES.items():
+            if lab != "neutral" and ev.transcript in phrases:
+                words_say = lab
+    a = ev.arousal
+    tone = None if a is None else ("agitated" if a >= 0.6 else "calm" if a <= 0.35 else "moderate")
+    parts = []
+    parts.append(f"Face shows {face}." if face else "No face visible.")
+    if tone:
+        parts.append(f"Voice is {tone}.")
+    if words_say:
+        parts.append(f"Words sound {words_say}.")
+    if face and face != sample.label and words_say == sample.label:
+        parts.append(f"The words outweigh the face, so {sample.label}.")
+    elif face == sample.label:
+        parts.append(f"So {sample.label}.")
+    else:
+        parts.append(f"Overall {sample.label}.")
+    return " ".join(parts)
+
+
+def target_completion(sample: CueSample) -> str:
+    """The SFT target: `<think>rationale</think>\\n<answer>label</answer>` (format reward = 1)."""
+    return f"<think>{target_think(sample)}</think>\n<answer>{sample.label}</answer>"
