@@ -1,0 +1,177 @@
+"""The streaming chain's own cost and the end-to-end latency with the real `lite` analyzer.
+
+Two runs over the same decoded media, in one process, so the ratio is fair on a noisy machine:
+1. **real**: FileSource → windower → LiteAnalyzer → smoother → MQTT (a real mosquitto on 127.0.0.1)
+   + JSONL. Reports windows/s and the latency from window close to MQTT hand-off (p50/p95).
+2. **replay**: the same chain with the analyzer replaced by a replay of the results recorded in run 1,
+   so what remains is the chain itself (windowing, queueing, smoothing, payload building, schema-valid
+   MQTT publishing). Reports the chain's overhead per window; the goal is < 5 ms.
+
+Usage: python bench/bench_chain.py [--streams 4] [--clip examples/sample.mp4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_mosquitto() -> tuple[subprocess.Popen[bytes], int, Path]:
+    if shutil.which("mosquitto") is None:
+        sys.exit("mosquitto is not installed: apt-get install mosquitto")
+    port = free_port()
+    d = Path(tempfile.mkdtemp(prefix="bench-mosq-"))
+    conf = d / "m.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    os.chmod(d, 0o755)
+    os.chmod(conf, 0o644)
+    p = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return p, port, d
+        time.sleep(0.05)
+    p.kill()
+    sys.exit("mosquitto did not start")
+
+
+class MemorySource:
+    """Pre-decoded media replayed from memory, so decoding cost is not counted as chain cost."""
+
+    live = False
+    duration = None
+
+    def __init__(self, stream_id: str, items: list, realtime: bool = False) -> None:
+        from affectstream.streams.sources.base import SourceStats
+
+        self.stream_id = stream_id
+        self.items = items
+        self.live = realtime
+        self.stats = SourceStats()
+
+    async def __aiter__(self):
+        t0 = time.monotonic()
+        for i, it in enumerate(self.items):
+            if self.live:
+                ts = getattr(it, "end", None) or it.ts  # audio is available at its end
+                delay = t0 + ts - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            elif i % 64 == 0:
+                await asyncio.sleep(0)
+            yield it
+
+    async def close(self) -> None:
+        return None
+
+
+class ReplayAnalyzer:
+    """Returns the results the real analyzer produced for the same (stream, window index)."""
+
+    profile = "lite"
+
+    def __init__(self, recorded: dict) -> None:
+        self.recorded = recorded
+
+    def analyze(self, w):
+        r = copy.copy(self.recorded[w.index])
+        r.stream = w.stream_id
+        r.latency_ms = dict(r.latency_ms)
+        return r
+
+    def analyze_batch(self, ws):
+        return [self.analyze(w) for w in ws]
+
+    def close(self) -> None:
+        return None
+
+
+async def decode(clip: Path) -> list:
+    from affectstream.streams.sources.file import FileSource
+
+    return [it async for it in FileSource(clip, "decode")]
+
+
+async def run_chain(settings, analyzer, sources, port: int, jsonl: Path):
+    from affectstream.engine.cli import make_mqtt_sink
+    from affectstream.engine.engine import Engine
+    from affectstream.engine.smoother import Smoother
+    from affectstream.streams.sinks.jsonl import JsonlSink
+
+    sinks = [make_mqtt_sink(settings.mqtt, f"mqtt://127.0.0.1:{port}"), JsonlSink(jsonl)]
+    recorded = []
+    eng = Engine(settings, analyzer, sinks, smoother=Smoother(), node_id="bench", on_result=recorded.append)
+    t0 = time.perf_counter()
+    await eng.run(sources)
+    wall = time.perf_counter() - t0
+    return wall, recorded, eng
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clip", type=Path, default=ROOT / "examples" / "sample.mp4")
+    ap.add_argument("--streams", type=int, default=4)
+    ap.add_argument("--replay-repeat", type=int, default=20, help="replay streams (more windows → stabler)")
+    args = ap.parse_args()
+
+    from affectstream.engine.cli import ensure_profile
+    from affectstream.engine.config import load_settings
+    from affectstream.engine.lite import LiteAnalyzer
+
+    settings = load_settings(None, {"mqtt.node_id": "bench", "window.max_pending": 4, "progress": False})
+    mosq, port, tmp = start_mosquitto()
+    try:
+        items = asyncio.run(decode(args.clip))
+        analyzer = LiteAnalyzer.from_profile(ensure_profile("lite"), settings.lite)
+        srcs = [MemorySource(f"s{i}", items, realtime=True) for i in range(args.streams)]
+        wall, recorded, eng = asyncio.run(run_chain(settings, analyzer, srcs, port, tmp / "real.jsonl"))
+        n = len(recorded)
+        dropped = sum(st.windows_dropped for st in eng.streams.values())
+        lat = eng.fast_latency.percentiles()
+        ana = eng.analyze_latency.percentiles()
+        by_index = {r.window.index: r for r in recorded if r.stream == "s0"}
+        rsrcs = [MemorySource(f"r{i}", items) for i in range(args.replay_repeat)]
+        rwall, rrec, reng = asyncio.run(
+            run_chain(settings, ReplayAnalyzer(by_index), rsrcs, port, tmp / "replay.jsonl")
+        )
+        rn = len(rrec)
+        overhead_ms = rwall / rn * 1000
+        mq = reng.stats_payload()["sinks"].get("MqttSink", {})
+        print(f"machine: {os.cpu_count()} cores; clip {args.clip.name}")
+        print(
+            f"real analyzer, {args.streams} real-time streams: {n} windows in {wall:.2f} s "
+            f"({n / wall:.1f} windows/s), {dropped} dropped"
+        )
+        print(f"  analyzer per window p50/p95 : {ana['p50']} / {ana['p95']} ms")
+        print(f"  window close → MQTT p50/p95 : {lat['p50']} / {lat['p95']} ms (goal p95 <= 150 ms)")
+        print(f"replay (chain only): {rn} windows in {rwall:.2f} s = {rn / rwall:.0f} windows/s")
+        print(f"  chain overhead per window    : {overhead_ms:.2f} ms (goal < 5 ms)")
+        print(f"  ratio analyzer p50 / chain overhead: {ana['p50'] / overhead_ms:.1f}x")
+        print(
+            f"  mqtt sink: published={mq.get('published')} dropped={mq.get('dropped')} invalid={mq.get('invalid')}"
+        )
+    finally:
+        mosq.terminate()
+        mosq.wait(5)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
