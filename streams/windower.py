@@ -27,7 +27,6 @@ from collections import deque
 from dataclasses import dataclass, fields
 
 import numpy as np
-
 from affectstream.engine.types import SAMPLE_RATE, AudioChunk, MediaItem, VideoFrame, Window
 
 # Audio chunks that start within this many seconds of where the previous one ended are treated as
@@ -352,7 +351,9 @@ class Windower:
         elif end >= self._end(k):
             frames = slots.frames()
         else:  # partial window: re-apply the midpoint rule over [start, end) to the retained candidates
-            frames = nearest_frames(list({id(f): f for f in slots.frames()}.values()), start, end, self.n_frames)
+            frames = nearest_frames(
+                list({id(f): f for f in slots.frames()}.values()), start, end, self.n_frames
+            )
         s0 = self._s0(k)
         n = self._len_samples if end >= self._end(k) else round((end - start) * self.sample_rate)
         audio, covered = self._audio(s0, s0 + n)

@@ -6,7 +6,8 @@ only ever awaits. Two policies, because the right one depends on who sets the pa
   memory stays bounded at `maxsize` items;
 - cameras, mics, network streams (live): the decoder never waits, since the world does not pause; when
   `maxsize` items are pending the oldest *video frame* is dropped (audio is small and a hole in it hurts
-  more), counted in `SourceStats.dropped_frames`.
+  more), counted in `SourceStats.dropped_frames`; audio is only dropped beyond `AUDIO_CAP_FACTOR`
+  times that (a consumer stalled for seconds), counted the same way.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from affectstream.engine.types import MediaItem, VideoFrame
 from affectstream.streams.sources.base import SourceError, SourceStats
 
 _END = object()
+AUDIO_CAP_FACTOR = 16
 
 
 class Stopped(Exception):
@@ -124,8 +126,9 @@ class ThreadFeed:
                 del self._items[i]
                 self._stats.dropped_frames += 1
                 return
-        self._items.popleft()
-        self._stats.dropped_frames += 1
+        if len(self._items) >= self._maxsize * AUDIO_CAP_FACTOR:
+            self._items.popleft()
+            self._stats.dropped_frames += 1
 
     def start(self) -> None:
         if self._thread is not None:

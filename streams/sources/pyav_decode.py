@@ -16,7 +16,6 @@ from typing import Any
 
 import av
 import av.error
-
 from affectstream.engine.types import SAMPLE_RATE, AudioChunk, VideoFrame
 from affectstream.streams.sources.base import SourceError, SourceStats
 
@@ -96,18 +95,26 @@ class Clock:
     """Maps a track's raw seconds onto the source's clock: `ts = raw - base + offset`.
 
     The base is the first timestamp seen (or the container's start time), so files start near 0 and a
-    reconnected network stream continues where the last one stopped instead of jumping back.
+    reconnected network stream continues where the last one stopped instead of jumping back. A jump back
+    by more than `max_back` s inside one connection (an encoder restart on a UDP/MPEG-TS stream) is a
+    discontinuity: the clock is rebased to continue from the latest time, and the jump is counted.
     """
 
-    def __init__(self, offset: float = 0.0, base: float | None = None) -> None:
+    def __init__(self, offset: float = 0.0, base: float | None = None, max_back: float = 1.0) -> None:
         self.offset = offset
         self.base = base
+        self.max_back = max_back
         self.last = -math.inf
+        self.discontinuities = 0
 
     def __call__(self, raw: float) -> float:
         if self.base is None:
             self.base = raw
         ts = raw - self.base + self.offset
+        if ts < self.last - self.max_back:
+            self.discontinuities += 1
+            self.offset += self.last - ts
+            ts = self.last
         self.last = max(self.last, ts)
         return ts
 
@@ -184,9 +191,6 @@ def decode(
                         ts = clock(float(raw))
                     else:
                         ts = (last_v + 1.0 / fps) if last_v is not None else clock(0.0)
-                    if last_v is not None and ts <= last_v - 1.0:
-                        stats.errors += 1  # timestamps went backwards a lot: keep order, bump forward
-                        ts = last_v + 1.0 / fps
                     last_v = ts
                     if pace is not None:
                         pace(ts)
