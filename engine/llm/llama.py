@@ -96,6 +96,7 @@ class LlamaCppLM:
         labels: Sequence[str] = EMOTIONS,
         max_think_chars: int = DEFAULT_THINK_CHARS,
         gpu_layers: int = 0,
+        logits_all: bool = False,
     ) -> None:
         path = Path(gguf_path)
         if not path.is_file():
@@ -119,6 +120,7 @@ class LlamaCppLM:
                 n_threads_batch=threads,
                 n_gpu_layers=gpu_layers,
                 seed=0,
+                logits_all=logits_all,  # only parity checks need every position (n_ctx × vocab floats)
                 verbose=False,
             )
             if lora_path is not None:
@@ -133,6 +135,7 @@ class LlamaCppLM:
         self.n_ctx = n_ctx
         self.labels = tuple(labels)
         self.lora_path = None if lora_path is None else str(lora_path)
+        self.logits_all = logits_all
         self._lock = threading.Lock()
         self._grammar = llama_cpp.LlamaGrammar.from_string(
             build_grammar(self.labels, max_think_chars), verbose=False
@@ -170,14 +173,24 @@ class LlamaCppLM:
         """Ids of templated text; special markers like <|im_start|> map to their single tokens."""
         return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
-    def logits(self, ids: Sequence[int]) -> Any:
-        """Last-position logits for `ids` (numpy, vocab): for parity checks against transformers."""
+    def logits(self, ids: Sequence[int], all_positions: bool = False) -> Any:
+        """Logits for `ids` (numpy): last position (vocab,) or, with `logits_all`, every one (n, vocab).
+
+        For parity checks against transformers, which feed the very same token ids.
+        """
         import numpy as np
 
+        if all_positions and not self.logits_all:
+            raise ValueError("all-position logits need LlamaCppLM(..., logits_all=True)")
+        if len(ids) + 1 > self.n_ctx:
+            raise ValueError(f"{len(ids)} tokens exceed n_ctx {self.n_ctx}")
         with self._lock:
             self._llm.reset()
             self._llm.eval(list(ids))
-            return np.array(self._llm.scores[self._llm.n_tokens - 1], dtype=np.float32)
+            n = self._llm.n_tokens
+            if all_positions:
+                return np.array(self._llm.scores[:n], dtype=np.float32)
+            return np.array(self._llm.scores[n - 1], dtype=np.float32)
 
     def generate(
         self,

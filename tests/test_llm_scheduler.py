@@ -1,0 +1,134 @@
+"""The slow path beside the fast path: real llama.cpp generations, a real mosquitto, a real event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+
+import aiomqtt
+import numpy as np
+from affectstream.engine.labels import EMOTIONS
+from affectstream.engine.llm.llama import LlamaCppLM
+from affectstream.engine.llm.reasoner import Reasoner
+from affectstream.engine.llm.scheduler import ReasoningScheduler
+from affectstream.engine.types import ReasoningResult, WindowRef, WindowResult
+from fixtures_mqtt import Collector
+
+
+def _result(label: str, index: int, stream: str = "cam0") -> WindowResult:
+    return WindowResult(stream, WindowRef(index, index * 0.5, index * 0.5 + 2.0), label, 0.6, {label: 0.6})
+
+
+async def test_busy_stream_keeps_only_the_latest_trigger_and_counts_skips(llama_model: LlamaCppLM) -> None:
+    sched = ReasoningScheduler([Reasoner(llama_model, max_tokens=8)])
+    try:
+        assert await sched.submit(_result("happy", 0))  # first window of a stream: starts at once
+        assert await sched.submit(_result("sad", 1))  # label changed while busy: waits
+        assert await sched.submit(_result("angry", 2))  # replaces window 1, which is skipped
+        assert not await sched.submit(_result("angry", 3))  # same label, no other trigger
+        sched.request("cam0")
+        assert await sched.submit(_result("angry", 4))  # on request: replaces window 2
+        await sched.drain(60)
+        got = [sched.results.get_nowait() for _ in range(sched.results.qsize())]
+        assert [r.window.index for r in got] == [0, 4]
+        s = sched.snapshot()
+        assert (s["submitted"], s["triggered"], s["not_triggered"], s["skipped"], s["completed"]) == (
+            5,
+            4,
+            1,
+            2,
+            2,
+        )
+        assert s["latency_p50_ms"] is not None and s["latency_p95_ms"] >= s["latency_p50_ms"]
+    finally:
+        await sched.close()
+
+
+async def test_every_n_trigger_and_fair_order_across_streams(llama_model: LlamaCppLM) -> None:
+    sched = ReasoningScheduler([Reasoner(llama_model, max_tokens=4)], every_n=3, on_change=False)
+    try:
+        for i in range(7):  # on_change off: only every 3rd window of the stream → 2, 5
+            await sched.submit(_result("neutral", i, "a"))
+            await sched.drain(60)
+        await sched.submit(_result("neutral", 0, "b"))
+        got = [sched.results.get_nowait() for _ in range(sched.results.qsize())]
+        assert [(r.stream, r.window.index) for r in got] == [("a", 2), ("a", 5)]
+    finally:
+        await sched.close()
+    # one reasoner, two streams: waiting streams are served in arrival order, one in flight each
+    sched = ReasoningScheduler([Reasoner(llama_model, max_tokens=4)])
+    try:
+        for stream, label, i in (("a", "sad", 0), ("b", "sad", 0), ("a", "happy", 1), ("b", "fear", 1)):
+            await sched.submit(_result(label, i, stream))
+        await sched.drain(60)
+        got = [sched.results.get_nowait() for _ in range(sched.results.qsize())]
+        assert [(r.stream, r.window.index) for r in got] == [("a", 0), ("b", 0), ("a", 1), ("b", 1)]
+    finally:
+        await sched.close()
+
+
+async def test_fast_path_keeps_publishing_while_generations_run(llama_model: LlamaCppLM, mosquitto) -> None:
+    """Windows every 100 ms on MQTT for 3 s while the LLM reasons on label changes: no window is late."""
+    period, n = 0.1, 30
+    loop = asyncio.get_running_loop()
+
+    async def tick_lag(seconds: float) -> list[float]:
+        lags, t_next = [], loop.time()
+        end = t_next + seconds
+        while t_next < end:
+            t_next += 0.01
+            await asyncio.sleep(max(0.0, t_next - loop.time()))
+            lags.append((loop.time() - t_next) * 1000)
+        return lags
+
+    idle_lag = await tick_lag(1.0)  # event-loop lag with no generation, same machine, same run
+
+    async with (
+        Collector(mosquitto.port, "t/cam0/#") as col,
+        aiomqtt.Client("127.0.0.1", mosquitto.port) as pub,
+    ):
+
+        async def publish_reasoning(r: ReasoningResult) -> None:
+            await pub.publish("t/cam0/reasoning", json.dumps(r.to_payload()), qos=1)
+
+        sched = ReasoningScheduler([Reasoner(llama_model, max_tokens=48)], on_result=publish_reasoning)
+        lag_task = asyncio.create_task(tick_lag(n * period))
+        submit_ms, sent_at, t_next = [], [], loop.time()
+        try:
+            for i in range(n):
+                label = EMOTIONS[(i // 4) % len(EMOTIONS)]  # label changes every 4 windows
+                r = _result(label, i)
+                t0 = time.perf_counter()
+                await sched.submit(r)
+                submit_ms.append((time.perf_counter() - t0) * 1000)
+                await pub.publish("t/cam0/window", json.dumps(r.to_payload()), qos=1)
+                sent_at.append(loop.time())
+                t_next += period
+                await asyncio.sleep(max(0.0, t_next - loop.time()))
+            busy_lag = await lag_task
+            await sched.drain(60)
+            await asyncio.sleep(0.3)
+        finally:
+            await sched.close()
+        stats = sched.snapshot()
+
+    windows = [json.loads(m.payload) for m in col.on("/window")]
+    reasoning = [json.loads(m.payload) for m in col.on("/reasoning")]
+    late = max(b - a - period for a, b in itertools.pairwise(sent_at)) * 1000
+    print(
+        f"\nevent-loop lag ms: idle p95 {np.percentile(idle_lag, 95):.1f} max {max(idle_lag):.1f} | "
+        f"generating p95 {np.percentile(busy_lag, 95):.1f} max {max(busy_lag):.1f}; "
+        f"submit max {max(submit_ms):.2f} ms; worst window gap beyond period {late:.0f} ms; stats {stats}"
+    )
+    assert [w["window"]["index"] for w in windows] == list(range(n))  # every window published, in order
+    assert max(submit_ms) < 20  # submit never waits for a generation
+    assert stats["completed"] >= 2 and stats["skipped"] >= 1  # it really reasoned, and it really was busy
+    assert stats["triggered"] == stats["completed"] + stats["skipped"]
+    assert len(reasoning) == stats["completed"]
+    triggered_at = {i for i in range(n) if i % 4 == 0}
+    for m in reasoning:  # each explains a window that was triggered, with its own time span
+        assert m["window"]["index"] in triggered_at and m["valid"] and m["answer"] in EMOTIONS
+        assert m["window"]["start"] == m["window"]["index"] * 0.5
+    assert np.percentile(busy_lag, 95) < 100 and late < 250  # fast path never stalls behind the LLM
