@@ -92,6 +92,7 @@ class Mosquitto:
             "persistence true",
             f"persistence_location {self.folder}/",
             "autosave_interval 1",
+            "autosave_on_changes true",  # save after every change: a SIGKILL loses no settled session state
             f"log_dest file {self.folder}/mosquitto.log",
             "log_type error",
             "log_type warning",

@@ -458,19 +458,18 @@ class MqttSink(Sink):
         watch = asyncio.create_task(self._watch(client))
         drain = asyncio.create_task(self._drain(client))
         try:
-            done, _ = await asyncio.wait({watch, drain}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({watch, drain}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for t in (watch, drain):
-                if not t.done():
-                    t.cancel()
-            for t in (watch, drain):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await t
-        first = drain if drain in done else watch
-        exc = first.exception()
-        if exc is not None:
-            raise exc
-        return first is drain
+                t.cancel()
+            # Collect both outcomes, so no task exception is left unretrieved.
+            outcomes = await asyncio.gather(watch, drain, return_exceptions=True)
+        errors = [o for o in outcomes if isinstance(o, Exception)]
+        if errors:
+            raise errors[0]
+        if drain.cancelled():  # the watcher ended without an error: the connection was closed cleanly
+            raise aiomqtt.MqttError("connection closed by the broker")
+        return True
 
     @staticmethod
     async def _watch(client: aiomqtt.Client) -> None:
