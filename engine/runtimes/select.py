@@ -205,16 +205,19 @@ def load_runtime(
     for s in STEPS[1:]:
         attempts[s] = lambda s=s: _ort_step(model_path, s, threads, root, precision or "fp16")
 
+    # Falling back is the normal path under "auto" on a CPU machine: say it at INFO (it is also in
+    # RuntimeInfo.fallback_reasons and `stats`); an explicit choice that falls back deserves a WARNING.
+    level = logging.INFO if key == "auto" else logging.WARNING
     for step in steps:
         try:
             rt, reason, obtained = attempts[step]()
         except RuntimeUnavailable as e:
             reasons.append(str(e))
-            log.warning("runtime fallback for %s: %s", model_path.name, e)
+            log.log(level, "runtime fallback for %s: %s", model_path.name, e)
             continue
         if reason:
             reasons.append(reason)
-            log.warning("runtime fallback for %s: %s", model_path.name, reason)
+            log.log(level, "runtime fallback for %s: %s", model_path.name, reason)
         if rt is None:
             continue
         if strict and obtained != step:
