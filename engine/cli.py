@@ -100,15 +100,20 @@ def _print_window(payload: dict[str, Any]) -> None:
 
 async def _run_async(args: argparse.Namespace, settings: Any) -> int:
     from affectstream.engine.engine import Engine
-    from affectstream.streams.sources.factory import make_source
+    from affectstream.streams.sources.base import SourceError
+    from affectstream.streams.sources.factory import open_source, parse_sources
 
+    try:
+        specs = parse_sources(args.sources)
+    except (SourceError, ValueError) as e:
+        raise CliError(str(e)) from e
     sources = []
     failed_open = 0
-    for spec in args.sources:
+    for spec in specs:
         try:
-            sources.append(make_source(spec, realtime=settings.realtime))
-        except Exception as e:  # SourceError or a parse error: one clear line, the others go on
-            print(f"affectstream: {spec}: {e}", file=sys.stderr)
+            sources.append(open_source(spec, realtime=settings.realtime))
+        except Exception as e:  # SourceError or a library error: one clear line, the others go on
+            print(f"affectstream: {spec.stream_id}: {e}", file=sys.stderr)
             failed_open += 1
     if not sources:
         return 1
@@ -176,7 +181,15 @@ async def _run_async(args: argparse.Namespace, settings: Any) -> int:
         if broker is not None:
             await broker.stop()
     failed = failed_open + sum(1 for st in states.values() if st.status == "failed")
-    return 1 if failed else 0
+    undelivered = sum(int(getattr(sk, "pending", 0) or 0) for sk in sinks)
+    if undelivered:
+        last = next((sk.last_error for sk in sinks if getattr(sk, "last_error", None)), None)
+        print(
+            f"affectstream: {undelivered} MQTT message(s) could not be delivered"
+            + (f" ({last})" if last else ""),
+            file=sys.stderr,
+        )
+    return 1 if failed or undelivered else 0
 
 
 def make_mqtt_sink(m: Any, url: str) -> Any:
