@@ -5,8 +5,8 @@ and run on every target, and TFLite does neither well. The `.tflite` files from 
 hold the exact MediaPipe architecture and fp16 weights; rather than re-typing ~90 layers by hand (and
 getting a SAME-padding or channel-pad detail wrong), this module walks the TFLite graph operator by
 operator and instantiates the equivalent torch layer for each one, loading its weights. The supported op
-set is exactly what BlazeFace uses (CONV_2D, DEPTHWISE_CONV_2D, ADD, RELU, PAD, MAX_POOL_2D,
-RESIZE_BILINEAR, RESHAPE, CONCATENATION, DEQUANTIZE); anything else raises, naming the op.
+set is exactly what BlazeFace and the face mesh use (CONV_2D, DEPTHWISE_CONV_2D, ADD, RELU, PRELU, PAD,
+MAX_POOL_2D, RESIZE_BILINEAR, RESHAPE, CONCATENATION, DEQUANTIZE); anything else raises, naming the op.
 
 Layout: the module takes the TFLite input as is — (batch, H, W, 3) float RGB scaled to [-1, 1] — and
 returns `regressors` (batch, anchors, 16) and `classificators` (batch, anchors, 1) logits, identical in
@@ -25,7 +25,12 @@ from typing import Any
 import numpy as np
 
 BUILD_VERSION = "1"
-INPUT_SIZE = {"short": 128, "full": 192}
+INPUT_SIZE = {"short": 128, "full": 192, "mesh": 192}
+OUTPUT_NAMES = {
+    "short": ["regressors", "classificators"],
+    "full": ["regressors", "classificators"],
+    "mesh": ["landmarks", "face_flag"],  # (batch, 1, 1, 1404) = 468 × (x, y, z) in input pixels; logit
+}
 
 # TFLite enums (schema.fbs): Padding SAME=0 VALID=1; ActivationFunctionType NONE=0 RELU=1 RELU6=3.
 _SAME, _VALID = 0, 1
@@ -153,9 +158,9 @@ def _build_module(graph: TFLiteGraph) -> Any:
                     padding=(ph[0], pw[0]) if symmetric else 0,
                 )
                 with torch.no_grad():
-                    conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(wt, dtype=np.float32)))
+                    conv.weight.copy_(torch.tensor(np.asarray(wt, dtype=np.float32)))
                     if b is not None:
-                        conv.bias.copy_(torch.from_numpy(b.astype(np.float32)))
+                        conv.bias.copy_(torch.tensor(np.asarray(b, dtype=np.float32)))
                 self.layers[key] = conv
                 p["pad"] = None if symmetric else (pw[0], pw[1], ph[0], ph[1])
                 p["act"] = o.get("fusedActivationFunction", 0)
@@ -192,6 +197,12 @@ def _build_module(graph: TFLiteGraph) -> Any:
                 if any(i in consts for i in op.inputs):
                     raise ValueError("ADD with a constant operand is not supported")
                 p["act"] = o.get("fusedActivationFunction", 0)
+            elif op.kind == "PRELU":
+                alpha = consts[op.inputs[1]].astype(np.float32).reshape(-1)
+                prelu = nn.PReLU(num_parameters=alpha.size)
+                with torch.no_grad():
+                    prelu.weight.copy_(torch.tensor(alpha))
+                self.layers[key] = prelu
             elif op.kind != "RELU":
                 raise ValueError(f"TFLite op {op.kind} is not supported by this BlazeFace port")
             self.steps.append((op.kind, op.inputs, op.outputs[0], p | {"key": key}))
@@ -220,6 +231,8 @@ def _build_module(graph: TFLiteGraph) -> Any:
                     y = self._act(F.max_pool2d(a, p["k"], p["s"]), p["act"])
                 elif kind == "RELU":
                     y = F.relu(a)
+                elif kind == "PRELU":
+                    y = self.layers[p["key"]](a)
                 elif kind == "ADD":
                     y = self._act(a + env[ins[1]], p["act"])
                 elif kind == "PAD":
@@ -233,7 +246,8 @@ def _build_module(graph: TFLiteGraph) -> Any:
                 else:  # CONCATENATION
                     y = self._act(torch.cat([env[i] for i in ins], dim=p["axis"]), p["act"])
                 env[out] = y
-            return tuple(env[i] for i in self.output_ids)
+            # 4-D outputs go back to the TFLite NHWC layout so callers see the original shapes.
+            return tuple(env[i].permute(0, 2, 3, 1) if env[i].dim() == 4 else env[i] for i in self.output_ids)
 
     return TFLiteNet()
 
@@ -245,11 +259,15 @@ def load_blazeface(tflite_path: Path) -> Any:
 
 
 def export_onnx(tflite_path: Path, onnx_path: Path, *, variant: str, opset: int = 17) -> Path:
-    """Export BlazeFace to ONNX with a dynamic batch axis: input (batch, S, S, 3) → regressors, classificators."""
+    """Export to ONNX with a dynamic batch axis: input (batch, S, S, 3) → OUTPUT_NAMES[variant].
+
+    `variant` "short"/"full" are the BlazeFace detectors; "mesh" is MediaPipe's 468-point face mesh
+    (`face_landmark.tflite`, same op set plus PReLU), converted by the same graph walker.
+    """
     import torch
 
     if variant not in INPUT_SIZE:
-        raise ValueError(f"unknown BlazeFace variant {variant!r} (short|full)")
+        raise ValueError(f"unknown BlazeFace variant {variant!r} (short|full|mesh)")
     size = INPUT_SIZE[variant]
     net = load_blazeface(tflite_path)
     x = torch.zeros(2, size, size, 3)
@@ -260,8 +278,8 @@ def export_onnx(tflite_path: Path, onnx_path: Path, *, variant: str, opset: int 
             (x,),
             str(onnx_path),
             input_names=["input"],
-            output_names=["regressors", "classificators"],
-            dynamic_axes={"input": {0: "batch"}, "regressors": {0: "batch"}, "classificators": {0: "batch"}},
+            output_names=OUTPUT_NAMES[variant],
+            dynamic_axes={"input": {0: "batch"}, **{n: {0: "batch"} for n in OUTPUT_NAMES[variant]}},
             opset_version=opset,
             dynamo=False,
         )

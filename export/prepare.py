@@ -61,6 +61,7 @@ def _builder_version(module: str, default: str = "1") -> str:
 BUILDERS: dict[str, tuple[str, Builder]] = {
     "blazeface_short": ("affectstream.export.blazeface", _build_blazeface("short")),
     "blazeface_full": ("affectstream.export.blazeface", _build_blazeface("full")),
+    "face_mesh": ("affectstream.export.blazeface", _build_blazeface("mesh")),
     "fer_onnx": ("affectstream.export.fer", _build_fer),
 }
 
