@@ -198,7 +198,9 @@ class LiteAnalyzer(AnalyzerBase):
             self.expression = ExpressionModel(
                 load_runtime(self.prof.path("expression"), runtime, threads=self.threads)
             )
-        self.vad = SileroVad(load_runtime(self.prof.path("vad"), "cpu", threads=1))
+        # the sequence variant of Silero (one call per window, bit-exact) when the profile ships it
+        vad_comp = "vad_sequence" if self.prof.has("vad_sequence") else "vad"
+        self.vad = SileroVad(load_runtime(self.prof.path(vad_comp), "cpu", threads=1))
         if face_detector is None:
             face_detector = self._build_detector(detector, max_faces, min_face)
         self.detector = face_detector

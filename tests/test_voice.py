@@ -120,3 +120,33 @@ def test_vad_refuses_a_non_vad_model(lite_prof):
 
     with pytest.raises(ValueError, match="not a Silero VAD model"):
         SileroVad(OrtRuntime(lite_prof.path("expression")))
+
+
+@pytest.fixture(scope="module")
+def silero_sequence(tmp_path_factory):
+    """Silero's sequence model, from the same pinned silero-vad wheel the profile was prepared from."""
+    import zipfile
+
+    from fixtures_models import test_home
+
+    wheels = sorted((test_home() / "wheels").glob("silero_vad-6.2.3-*.whl"))
+    if not wheels:
+        pytest.skip("silero-vad wheel not in the test wheel cache (lite_profile prepares it)")
+    dest = tmp_path_factory.mktemp("vadseq")
+    with zipfile.ZipFile(wheels[0]) as z:
+        z.extract("silero_vad/data/silero_vad_16k_sequence.onnx", dest)
+    return SileroVad.from_path(dest / "silero_vad/data/silero_vad_16k_sequence.onnx")
+
+
+def test_sequence_model_is_exact(lite_profile, silero, silero_sequence, beckett):
+    assert silero_sequence.mode == "sequence" and silero.mode == "streaming"
+    clips = [
+        beckett[: 2 * SR],
+        beckett[3 * SR : 5 * SR + 777],
+        np.zeros(SR, np.float32),
+        np.zeros(10, np.float32),
+    ]
+    for a, b in zip(silero.analyze_batch(clips), silero_sequence.analyze_batch(clips), strict=True):
+        assert a.probs.shape == b.probs.shape
+        assert np.abs(a.probs - b.probs).max(initial=0.0) < 1e-5
+        assert a.segments == b.segments

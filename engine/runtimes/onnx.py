@@ -4,7 +4,10 @@ ONNX Runtime silently drops execution providers it cannot load (a CUDA EP withou
 falls back to CPU), so `describe()` reports `session.get_providers()` — what the session REALLY got —
 and records each requested-but-missing provider in `fallback_reasons`. Thread counts are pinned
 (default 1 intra-op thread) because several encoders and streams share a few cores: letting every
-session spawn one thread per core oversubscribes the CPU and makes latency worse, not better.
+session spawn one thread per core oversubscribes the CPU and makes latency worse, not better. Thread
+spinning is off by default for the same reason: a spinning ORT worker burns the core another stream's
+decoder or the LLM needs (measured here on a loaded 2-core machine: mini-Xception at batch 8 took
+32.7 ms with 2 spinning threads, 12.7 ms with 2 non-spinning, 4.1 ms with 1).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class OrtRuntime(Runtime):
         threads: int | None = None,
         *,
         fix_command: str = "affectstream models prepare lite",
+        spin: bool = False,
     ) -> None:
         try:
             import onnxruntime as ort
@@ -72,6 +76,7 @@ class OrtRuntime(Runtime):
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         try:
             self.session = ort.InferenceSession(str(self.path), so, providers=usable)
         except Exception as e:  # ORT raises several private exception types for bad files

@@ -1,0 +1,281 @@
+"""Benchmark the lite fast path; every figure is measured in this run, ratios against same-run baselines.
+
+    python bench/bench_lite.py [--profile DIR] [--threads 2] [--seconds 20] [--quick]
+
+Sections:
+1. per-stage latency per window (2 s windows, hop 1 s, 8 frames, real face + real speech) and
+   fast-path frames/s;
+2. ONNX Runtime vs torch eager on the same encoders (BlazeFace short, mini-Xception), same inputs;
+3. per-frame cache on vs off at length/hop = 2 (windows/s over one stream);
+4. 4 concurrent real-time streams: a window closes every hop per stream (staggered), one worker runs
+   `analyze_batch` on whatever is pending; latency = result ready − window closed (p50/p95).
+Media: scikit-image's astronaut (panning/zooming) + beckett.wav, as in the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+SR = 16000
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
+
+
+def make_windows(
+    stream: str, n: int, frames: list[np.ndarray], audio: np.ndarray, *, hop_frames: int = 4, fps: float = 4.0
+):
+    """n windows of 8 frames each, consecutive windows sharing 8 - hop_frames frames; 2 s of audio each."""
+    from affectstream.engine.types import VideoFrame, Window
+
+    out = []
+    for k in range(n):
+        first = k * hop_frames
+        vf = [
+            VideoFrame(ts=(first + j) / fps, image=frames[(first + j) % len(frames)], index=first + j)
+            for j in range(8)
+        ]
+        a0 = int(first / fps * SR) % max(1, len(audio) - 2 * SR)
+        out.append(Window(stream, k, first / fps, first / fps + 2.0, vf, audio[a0 : a0 + 2 * SR].copy()))
+    return out
+
+
+def bench_stages(analyzer_cls, prof, threads: int, frames, audio, n: int) -> dict:
+    a = analyzer_cls(prof, threads=threads)
+    wins = make_windows("stages", n + 2, frames, audio)
+    a.analyze(wins[0])
+    a.analyze(wins[1])  # warm-up
+    stages: dict[str, list[float]] = {}
+    t0 = time.perf_counter()
+    for w in wins[2:]:
+        r = a.analyze(w)
+        for k, v in r.latency_ms.items():
+            stages.setdefault(k, []).append(v)
+    wall = time.perf_counter() - t0
+    new_frames = 4 * n
+    return {
+        "stages_p50": {k: pct(v, 50) for k, v in stages.items() if k != "fast_path"},
+        "stages_p95": {k: pct(v, 95) for k, v in stages.items() if k != "fast_path"},
+        "windows_per_s": n / wall,
+        "window_frames_per_s": 8 * n / wall,
+        "new_frames_per_s": new_frames / wall,
+    }
+
+
+def time_call(fn, reps: int) -> float:
+    fn()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts) * 1000
+
+
+def bench_ort_vs_torch(prof, threads: int, frames, reps: int) -> dict:
+    import torch
+    from affectstream.engine.models.expression import ExpressionModel
+    from affectstream.engine.models.face_detector import FaceDetector
+    from affectstream.engine.runtimes.select import load_runtime
+    from affectstream.engine.runtimes.torch_rt import TorchRuntime
+    from affectstream.export.blazeface import load_blazeface
+    from affectstream.export.fer import load_hdf5
+
+    torch.set_num_threads(threads)
+    imgs = frames[:8]
+    det_ort = FaceDetector(load_runtime(prof.path("face_short"), "cpu", threads=threads), model="short")
+    det_torch = FaceDetector(
+        TorchRuntime(
+            load_blazeface(prof.path("face_short_tflite")),
+            ["input"],
+            ["regressors", "classificators"],
+            threads=threads,
+        ),
+        model="short",
+    )
+    faces = det_ort.detect_batch(imgs)
+    crops = np.concatenate([_crops(i, fs) for i, fs in zip(imgs, faces, strict=True)])
+    ex_ort = ExpressionModel(load_runtime(prof.path("expression"), "cpu", threads=threads))
+    ex_torch = ExpressionModel(
+        TorchRuntime(load_hdf5(prof.path("expression_hdf5")), ["input"], ["probs"], threads=threads)
+    )
+    res = {}
+    for name, (o, t) in {
+        "face detection (BlazeFace short, 8 frames/call)": (
+            lambda: det_ort.detect_batch(imgs),
+            lambda: det_torch.detect_batch(imgs),
+        ),
+        f"expression (mini-Xception, {len(crops)} faces/call)": (
+            lambda: ex_ort.predict(crops),
+            lambda: ex_torch.predict(crops),
+        ),
+        "expression (mini-Xception, 1 face/call)": (
+            lambda: ex_ort.predict(crops[:1]),
+            lambda: ex_torch.predict(crops[:1]),
+        ),
+    }.items():
+        mo, mt = time_call(o, reps), time_call(t, reps)
+        res[name] = (mo, mt, mt / mo)
+    return res
+
+
+def _crops(img, faces):
+    from affectstream.engine.models.expression import crop_face, to_gray
+
+    g = to_gray(img)
+    return np.stack([crop_face(g, f.box) for f in faces]) if faces else np.zeros((0, 64, 64), np.uint8)
+
+
+def bench_cache(analyzer_cls, prof, threads: int, frames, audio, n: int) -> dict:
+    out = {}
+    for label, cap in (("off", 0), ("on", 1024)):
+        a = analyzer_cls(prof, threads=threads, cache_frames=cap)
+        a.analyze_batch(make_windows("warm", 2, frames, audio))
+        wins = make_windows(f"cache-{label}", n, frames, audio)  # hop = 4 frames = length/2
+        t0 = time.perf_counter()
+        for w in wins:
+            a.analyze(w)
+        out[label] = n / (time.perf_counter() - t0)
+        out[f"{label}_frames"] = a.frames_processed
+    out["ratio"] = out["on"] / out["off"]
+    return out
+
+
+def bench_realtime(
+    analyzer_cls, prof, threads: int, frames, audio, seconds: float, streams: int = 4, hop: float = 1.0
+) -> dict:
+    """Real-time load: each stream closes a window every `hop` s (streams staggered by hop/streams)."""
+    a = analyzer_cls(prof, threads=threads)
+    a.analyze_batch(make_windows("warm", 2, frames, audio))
+    per_stream = [
+        make_windows(f"rt{s}", int(seconds / hop) + 1, frames[s:] + frames[:s], audio) for s in range(streams)
+    ]
+    pending: list = []
+    cv = threading.Condition()
+    lat: list[float] = []
+    batches: list[int] = []
+    done = threading.Event()
+
+    def worker() -> None:
+        while True:
+            with cv:
+                while not pending and not done.is_set():
+                    cv.wait(0.05)
+                if not pending and done.is_set():
+                    return
+                batch = pending[:]
+                pending.clear()
+            results = a.analyze_batch(batch)
+            now = time.monotonic()
+            for w, _r in zip(batch, results, strict=True):
+                lat.append((now - w.closed_at) * 1000)
+            batches.append(len(batch))
+
+    th = threading.Thread(target=worker)
+    th.start()
+    t0 = time.monotonic()
+    k = 0
+    while k < len(per_stream[0]):
+        for s in range(streams):
+            due = t0 + k * hop + s * hop / streams
+            dt = due - time.monotonic()
+            if dt > 0:
+                time.sleep(dt)
+            w = per_stream[s][k]
+            w.closed_at = time.monotonic()
+            with cv:
+                pending.append(w)
+                cv.notify()
+        k += 1
+    done.set()
+    th.join()
+    return {
+        "p50": pct(lat, 50),
+        "p95": pct(lat, 95),
+        "max": max(lat),
+        "windows": len(lat),
+        "mean_batch": float(np.mean(batches)),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--profile",
+        default=os.environ.get(
+            "AFFECTSTREAM_BENCH_PROFILE", str(Path.home() / ".cache/affectstream-test/profiles/lite")
+        ),
+    )
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=20.0, help="duration of the 4-stream real-time run")
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
+    args = ap.parse_args()
+
+    from affectstream.engine.lite import LiteAnalyzer
+    from affectstream.engine.profile import Profile
+    from media import astronaut_bgr, beckett_audio, moving_frames
+
+    prof = Profile.load(args.profile)
+    frames = moving_frames(astronaut_bgr(), 48, (640, 480))
+    audio = beckett_audio()
+    n = 10 if args.quick else 40
+    reps = 5 if args.quick else 30
+    print(
+        f"# lite fast-path benchmark — {platform.node()} {os.cpu_count()} cores, threads={args.threads}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
+    print("media: 640x480 frames of the astronaut (1 face) + beckett.wav; windows 2 s / hop 1 s / 8 frames\n")
+
+    s = bench_stages(LiteAnalyzer, prof, args.threads, frames, audio, n)
+    print("## 1. per-stage latency per window (ms, cache on, 4 new + 4 cached frames per window)")
+    print("| stage | p50 | p95 |\n|---|---|---|")
+    for k in s["stages_p50"]:
+        print(f"| {k} | {s['stages_p50'][k]:.1f} | {s['stages_p95'][k]:.1f} |")
+    print(
+        f"\nwindows/s {s['windows_per_s']:.1f}; window frames/s {s['window_frames_per_s']:.0f}; new (decoded) frames/s {s['new_frames_per_s']:.0f}\n"
+    )
+
+    print("## 2. ONNX Runtime vs torch eager, same encoders and inputs (median ms per call)")
+    print("| encoder | ORT | torch | ratio |\n|---|---|---|---|")
+    for k, (mo, mt, r) in bench_ort_vs_torch(prof, args.threads, frames, reps).items():
+        print(f"| {k} | {mo:.2f} | {mt:.2f} | {r:.1f}× |")
+    ta = bench_stages(
+        lambda p, threads: LiteAnalyzer(p, threads=threads, runtime="torch"),
+        prof,
+        args.threads,
+        frames,
+        audio,
+        max(5, n // 4),
+    )
+    oa = bench_stages(LiteAnalyzer, prof, args.threads, frames, audio, max(5, n // 4))
+    print(
+        f"| whole fast path (windows/s) | {oa['windows_per_s']:.1f} | {ta['windows_per_s']:.1f} | {oa['windows_per_s'] / ta['windows_per_s']:.1f}× |\n"
+    )
+
+    c = bench_cache(LiteAnalyzer, prof, args.threads, frames, audio, n)
+    print("## 3. per-frame cache at length/hop = 2 (one stream)")
+    print(
+        f"cache off: {c['off']:.1f} windows/s ({c['off_frames']} frames processed); cache on: {c['on']:.1f} windows/s ({c['on_frames']} frames) → {c['ratio']:.2f}×\n"
+    )
+
+    secs = 8.0 if args.quick else args.seconds
+    rt = bench_realtime(LiteAnalyzer, prof, args.threads, frames, audio, secs)
+    print(f"## 4. {4} concurrent real-time streams ({secs:.0f} s, hop 1 s, staggered)")
+    print(
+        f"latency after window close: p50 {rt['p50']:.1f} ms, p95 {rt['p95']:.1f} ms, max {rt['max']:.1f} ms over {rt['windows']} windows (mean batch {rt['mean_batch']:.2f})"
+    )
+
+
+if __name__ == "__main__":
+    main()
