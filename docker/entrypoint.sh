@@ -13,7 +13,8 @@ set -eu
 : "${AFFECTSTREAM_PROFILE:=lite}"
 : "${AFFECTSTREAM_TRT_BUILD:=fp16}"   # fp16 | int8 | fp32 | off
 : "${AFFECTSTREAM_CALIB:=/opt/affectstream/examples/sample.mp4}"
-BAKED="/opt/affectstream/home/profiles/${AFFECTSTREAM_PROFILE}"
+: "${AFFECTSTREAM_BAKED_HOME:=/opt/affectstream/home}"
+BAKED="${AFFECTSTREAM_BAKED_HOME}/profiles/${AFFECTSTREAM_PROFILE}"
 export AFFECTSTREAM_HOME AFFECTSTREAM_ENGINE_DIR
 
 log() { printf '%s entrypoint: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -59,7 +60,7 @@ case "${1:-run}" in
         exec affectstream "$@"
         ;;
     health)
-        exec python3 /opt/affectstream/docker/healthcheck.py
+        exec python3 "$(dirname "$0")/healthcheck.py"
         ;;
     *)
         exec "$@"

@@ -155,9 +155,20 @@ def check_profile_shapes(onnx_path: Path, profile: Mapping[str, ShapeRange]) -> 
         result.skipped = "graph over 1.8 GB: per-shape inference skipped (checked by path only)"
         return result
     base = onnx.load(str(path))
-    missing = set(onnx_input_dims(base)) - set(profile)
+    declared = onnx_input_dims(base)
+    missing = set(declared) - set(profile)
     if missing:
         raise BuildError(f"{path.name}: profile lacks inputs {sorted(missing)}")
+    for name, dims in declared.items():
+        rng = profile[name]
+        if len(dims) != len(rng.min):
+            raise BuildError(f"{path.name}: input {name} has rank {len(dims)}, profile gives {rng.min}")
+        for axis, d in enumerate(dims):
+            if isinstance(d, int) and not (rng.min[axis] == rng.opt[axis] == rng.max[axis] == d):
+                raise BuildError(
+                    f"{path.name}: input {name} dim {axis} is fixed at {d} in the graph, "
+                    f"profile gives {rng.min[axis]}/{rng.opt[axis]}/{rng.max[axis]}"
+                )
     for point in ("min", "opt", "max"):
         m = onnx.ModelProto()
         m.CopyFrom(base)

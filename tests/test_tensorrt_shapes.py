@@ -1,0 +1,162 @@
+"""ONNX graphs are valid at the optimisation-profile shapes; the accuracy tool measures real drift;
+the exporter's TensorRT-free steps (profiles, checks, cache hits, errors) work without a GPU."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pytest
+from affectstream.engine.profile import Profile
+from affectstream.engine.runtimes.base import RuntimeUnavailable
+from affectstream.engine.runtimes.engine_cache import DeviceIdentity, EngineCache, EngineKey, ShapeRange
+from affectstream.engine.runtimes.onnx import OrtRuntime
+from affectstream.export import tensorrt as trt_export
+from affectstream.export.accuracy import AccuracyReport, compare_outputs, compare_runtimes
+from affectstream.export.calibration import make_calibration_set, read_windows
+from affectstream.export.tensorrt import (
+    BuildError,
+    check_profile_shapes,
+    default_shape_profile,
+    export_tensorrt,
+)
+
+FAKE_GPU = DeviceIdentity("Test GPU (no TensorRT here)", "9.0", "10.5.0")
+
+
+@pytest.mark.parametrize("component", ["face_short", "face_full", "expression"])
+def test_lite_encoders_pass_checker_and_inference_at_profile_shapes(
+    lite_profile: Path, component: str
+) -> None:
+    onnx_path = Profile.load(lite_profile).path(component)
+    prof = default_shape_profile(onnx_path, component)
+    ((_name, rng),) = prof.items()
+    lo, opt, hi = trt_export.BATCH_RANGES[component]
+    assert (rng.min[0], rng.opt[0], rng.max[0]) == (lo, opt, hi)
+    assert rng.min[1:] == rng.max[1:]  # only the batch axis is dynamic in these encoders
+    check = check_profile_shapes(onnx_path, prof)
+    for point, batch in (("min", lo), ("opt", opt), ("max", hi)):
+        outs = check.outputs[point]
+        assert outs and all(dims[0] == batch for dims in outs.values()), (point, outs)
+        assert all(isinstance(d, int) and d > 0 for dims in outs.values() for d in dims)
+    if component == "expression":
+        assert check.outputs["max"] == {"probs": [hi, 7]}
+    else:
+        size = {"face_short": 896, "face_full": 2304}[component]
+        assert sorted(check.outputs["opt"].values()) == [[opt, size, 1], [opt, size, 16]]
+
+
+def test_sequence_axes_get_their_own_range(tiny_seq_onnx: Path) -> None:
+    prof = default_shape_profile(tiny_seq_onnx, "audio_tokens")
+    r = prof["x"]
+    assert r.min == (1, 1, 16) and r.opt == (8, 128, 16) and r.max == (32, 512, 16)
+    check = check_profile_shapes(tiny_seq_onnx, prof)
+    assert check.outputs["max"]["y"] == [32, 512, 8] and check.executed == []
+    custom = {"x": ShapeRange((1, 10, 16), (2, 20, 16), (4, 40, 16))}
+    prof2 = default_shape_profile(tiny_seq_onnx, "audio_tokens", overrides=custom)
+    assert check_profile_shapes(tiny_seq_onnx, prof2).outputs["opt"]["y"] == [2, 20, 8]
+
+
+def test_broken_graphs_are_caught_before_tensorrt(tiny_onnx: Path, tmp_path: Path) -> None:
+    import onnx
+
+    m = onnx.load(str(tiny_onnx))
+    m.graph.node[1].input[0] = "does_not_exist"
+    bad = tmp_path / "bad.onnx"
+    onnx.save(m, str(bad))
+    with pytest.raises(BuildError, match=r"bad\.onnx"):
+        check_profile_shapes(bad, default_shape_profile(bad, "expression"))
+    wrong_rank = {"input": ShapeRange((1, 64, 64), (2, 64, 64), (4, 64, 64))}
+    with pytest.raises(BuildError, match="rank"):
+        check_profile_shapes(tiny_onnx, wrong_rank)
+    wrong_size = {"input": ShapeRange((1, 1, 64, 64), (2, 1, 64, 64), (4, 3, 64, 64))}
+    with pytest.raises(BuildError, match="dim 1 is fixed at 1"):
+        check_profile_shapes(tiny_onnx, wrong_size)  # 3 channels into a 1-channel conv
+
+
+def test_accuracy_tool_measures_real_drift(lite_profile: Path, calib_clip: Path, tmp_path: Path) -> None:
+    """Reference vs itself is exact; vs an INT8-quantized copy the drift is measured, labels mostly agree."""
+    from affectstream.export.calibration import profile_face_boxes
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src = Profile.load(lite_profile).path("expression")
+    q = tmp_path / "expression_int8.onnx"
+    quantize_dynamic(str(src), str(q), weight_type=QuantType.QInt8)
+    cs = make_calibration_set(
+        "expression",
+        "input",
+        calib_clip,
+        batch_size=8,
+        windows=read_windows(calib_clip),
+        face_boxes=profile_face_boxes(lite_profile),
+    )
+    ref = OrtRuntime(src, ["CPUExecutionProvider"], 1)
+    same = compare_runtimes(ref, OrtRuntime(src, ["CPUExecutionProvider"], 1), cs.feeds(), "fp32")
+    assert same.max_abs_diff == 0.0 and same.min_agreement == 1.0 and same.passed()
+    assert same.n_samples == 8 * len(cs.batches)
+    drift = compare_runtimes(ref, OrtRuntime(q, ["CPUExecutionProvider"], 1), cs.feeds(), "int8")
+    assert 0.0 < drift.max_abs_diff < 0.5
+    assert drift.outputs["probs"].mean_abs_diff > 0.0
+    assert drift.min_agreement is not None and drift.min_agreement >= 0.9
+    assert "argmax agreement" in drift.summary()
+    # The same drift is far too much for an fp32 build: the limits are per precision.
+    drift.precision = "fp32"
+    assert not drift.passed()
+
+
+def test_accuracy_tool_flags_nan_and_shape_errors() -> None:
+    rep = AccuracyReport("fp16")
+    ref = {"probs": np.array([[0.1, 0.9], [0.8, 0.2]], np.float32)}
+    compare_outputs(rep, ref, {"probs": np.array([[0.1, np.nan], [0.8, 0.2]], np.float32)})
+    assert rep.max_abs_diff == float("inf") and not rep.passed()
+    with pytest.raises(ValueError, match="shape"):
+        compare_outputs(AccuracyReport("fp16"), ref, {"probs": np.zeros((2, 3), np.float32)})
+    with pytest.raises(ValueError, match="no output"):
+        compare_outputs(AccuracyReport("fp16"), ref, {"other": np.zeros((2, 2), np.float32)})
+    flipped = AccuracyReport("fp16")
+    compare_outputs(flipped, ref, {"probs": ref["probs"][::-1].copy()})
+    assert flipped.min_agreement == 0.0 and not flipped.passed()
+
+
+def _tensorrt_installed() -> bool:
+    try:
+        import tensorrt  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(_tensorrt_installed(), reason="tensorrt is installed here: the real build runs instead")
+def test_export_without_tensorrt_reports_why(lite_profile: Path, tmp_path: Path, capsys) -> None:
+    with pytest.raises(RuntimeUnavailable, match="tensorrt: Python package not installed"):
+        export_tensorrt(lite_profile, fp16=True, out=tmp_path)
+    args = argparse.Namespace(profile=str(lite_profile), fp16=True, int8=False, calib=None, out=tmp_path)
+    assert trt_export.main_from_args(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tensorrt: Python package not installed" in err[0]
+    with pytest.raises(BuildError, match="--int8 needs --calib"):
+        export_tensorrt(lite_profile, int8=True, out=tmp_path)
+
+
+@pytest.mark.skipif(_tensorrt_installed(), reason="tensorrt is installed here: the real build runs instead")
+def test_export_pipeline_up_to_the_builder(lite_profile: Path, tmp_path: Path, calib_clip: Path) -> None:
+    """Everything before TensorRT runs here: profiles, checks, calibration data, cache hits, stale pruning."""
+    prof = Profile.load(lite_profile)
+    cache = EngineCache(tmp_path)
+    onnx_path = prof.path("face_short")
+    shapes = default_shape_profile(onnx_path, "face_short")
+    key = EngineKey.create("face_short", onnx_path, FAKE_GPU, "fp16", shapes)
+    cached = cache.store(key, b"previously built engine")
+    stale = cache.store(
+        EngineKey("face_short", "0" * 64, FAKE_GPU, "fp16", key.shapes), b"engine of an older export"
+    )
+    results = export_tensorrt(lite_profile, fp16=True, out=tmp_path, device=FAKE_GPU, check_source=calib_clip)
+    by = {r.component: r for r in results}
+    assert by["vad"].status == "skipped" and "Silero" in by["vad"].notes[0]
+    assert by["face_short"].status == "cached" and by["face_short"].engine == cached
+    assert any("ONNX file changed" in n for n in by["face_short"].notes) and not stale.exists()
+    for comp in ("face_full", "expression"):
+        assert by[comp].status == "failed"
+        assert any("tensorrt: Python package not installed" in n for n in by[comp].notes), by[comp].notes
+    assert "face_short fp16: cached" in by["face_short"].line()
