@@ -184,14 +184,14 @@ class Windower:
         """Add one frame or audio chunk; return the windows it completed, oldest first."""
         if self._flushed:
             raise RuntimeError(f"windower for stream {self.stream_id!r} was flushed; make a new one")
+        if not isinstance(item, (VideoFrame, AudioChunk)):
+            raise TypeError(f"expected VideoFrame or AudioChunk, got {type(item).__name__}")
         if not math.isfinite(item.ts):
             raise ValueError(f"stream {self.stream_id!r}: non-finite timestamp {item.ts!r}")
         if isinstance(item, VideoFrame):
             self._push_frame(item)
-        elif isinstance(item, AudioChunk):
-            self._push_audio(item)
         else:
-            raise TypeError(f"expected VideoFrame or AudioChunk, got {type(item).__name__}")
+            self._push_audio(item)
         return self._emit_ready()
 
     def _push_frame(self, frame: VideoFrame) -> None:
