@@ -206,3 +206,32 @@ def test_settings_from_url_and_bad_urls() -> None:
     ]:
         with pytest.raises(ValueError, match=why):
             MqttSettings.from_url(bad)
+
+
+async def test_bad_results_are_counted_not_raised(mosquitto: Mosquitto) -> None:
+    sink = MqttSink(mosquitto.url, node_id=NODE)
+    await sink.start()
+    r = make_result("bad/stream", 0, np.random.default_rng(0))
+    await sink.publish_window(r)  # '/' in a stream id would mis-route subscribers
+    await sink.publish_event({"schema": "affectstream.events/1", "top_score": float("nan")})
+    r2 = make_result("ok", 0, np.random.default_rng(0))
+    r2.scores["happy"] = float("inf")  # to_payload() keeps it; strict JSON cannot carry it
+    await sink.publish_window(r2)
+    assert sink.stats()["invalid"] == 3
+    assert "not valid JSON" in (sink.last_error or "")
+    await sink.publish_window(make_result("ok", 1, np.random.default_rng(0)))
+    assert await sink.wait_idle(5) and sink.connected  # still working
+    await sink.close()
+
+
+async def test_home_assistant_discovery(mosquitto: Mosquitto) -> None:
+    sink = MqttSink(mosquitto.url, node_id="ha-node", ha_discovery=True)
+    await sink.start()
+    await _drive(sink, "living", 2)
+    assert await sink.wait_idle(5)
+    got = await retained_now(mosquitto.port, "homeassistant/#")
+    cfg = json.loads(got["homeassistant/sensor/affectstream_ha_node_living/config"])
+    assert cfg["state_topic"] == "affectstream/ha-node/living/state"
+    assert cfg["availability_topic"] == "affectstream/ha-node/available"
+    assert cfg["value_template"] == "{{ value_json.label }}"
+    await sink.close()

@@ -194,6 +194,7 @@ class MqttSink(Sink):
         self._connected = asyncio.Event()
         self._first_attempt = asyncio.Event()
         self._closing = False
+        self._pending = 0  # queued + in flight, not yet acknowledged (kept O(1) for wait_idle)
         self._task: asyncio.Task[None] | None = None
         self._counts = {
             "published": 0,
@@ -222,23 +223,29 @@ class MqttSink(Sink):
             await asyncio.wait_for(self._first_attempt.wait(), self.settings.connect_timeout_s)
 
     async def publish_window(self, result: WindowResult) -> None:
-        self._remember(result.stream)
-        self._put(
-            self.topics.stream(result.stream, "window"), result.to_payload(), self.settings.window_qos, False
-        )
+        topic = self._stream_topic(result.stream, "window")
+        if topic is not None:
+            self._remember(result.stream)
+            self._put(topic, result.to_payload, self.settings.window_qos, False)
 
     async def publish_state(self, stream: str, payload: dict[str, Any]) -> None:
+        topic = self._stream_topic(stream, "state")
+        if topic is None:
+            return
         self._remember(stream)
-        msg = self._put(self.topics.stream(stream, "state"), payload, 1, True)
+        msg = self._put(topic, payload, 1, True)
         if msg is not None:
             old = self._latest_state.get(stream)
             if old is not None and not old.done and not old.superseded and old not in self._inflight:
                 old.superseded = True
+                self._pending -= 1
                 self._counts["coalesced"] += 1
             self._latest_state[stream] = msg
 
     async def publish_reasoning(self, result: ReasoningResult) -> None:
-        self._put(self.topics.stream(result.stream, "reasoning"), result.to_payload(), 1, False)
+        topic = self._stream_topic(result.stream, "reasoning")
+        if topic is not None:
+            self._put(topic, result.to_payload, 1, False)
 
     async def publish_event(self, payload: dict[str, Any]) -> None:
         self._put(self.topics.events, payload, 1, False)
@@ -285,7 +292,7 @@ class MqttSink(Sink):
     @property
     def pending(self) -> int:
         """Messages not yet acknowledged (queued + in flight), superseded states excluded."""
-        return sum(1 for m in self._queue if not m.superseded) + sum(1 for m in self._inflight if not m.done)
+        return self._pending
 
     async def wait_connected(self, timeout: float) -> bool:
         with contextlib.suppress(asyncio.TimeoutError):
@@ -308,10 +315,21 @@ class MqttSink(Sink):
             if self.settings.ha_discovery and self._connected.is_set():
                 self._put_discovery(stream)
 
-    def _put(self, topic: str, payload: Any, qos: int, retain: bool) -> _Msg | None:
+    def _stream_topic(self, stream: str, kind: str) -> str | None:
         try:
+            return self.topics.stream(stream, kind)
+        except ValueError as exc:
+            self._counts["invalid"] += 1
+            self._note(f"mqtt: dropped a {kind} message: {exc}")
+            return None
+
+    def _put(self, topic: str, payload: Any, qos: int, retain: bool) -> _Msg | None:
+        """Serialise and enqueue. `payload` may be a dict, bytes, or a callable returning either."""
+        try:
+            if callable(payload):
+                payload = payload()
             data = payload if isinstance(payload, bytes) else _json(payload)
-        except (TypeError, ValueError) as exc:
+        except Exception as exc:  # a broken result must not take the engine down with it
             self._counts["invalid"] += 1
             self._note(f"mqtt: dropped a message for {topic} that is not valid JSON ({exc})")
             return None
@@ -321,7 +339,9 @@ class MqttSink(Sink):
             old = q.popleft()
             if not old.superseded:
                 self._counts["dropped"] += 1
+                self._pending -= 1
         q.append(msg)
+        self._pending += 1
         self._wake.set()
         return msg
 
@@ -393,7 +413,7 @@ class MqttSink(Sink):
                 raise
             except aiomqtt.MqttError as exc:
                 self._on_failure(exc)
-            except (OSError, ssl.SSLError, ValueError) as exc:  # TLS file problems and the like
+            except Exception as exc:  # TLS file problems, paho surprises: never let the sink task die
                 self._on_failure(exc)
             finally:
                 self._requeue_inflight()
@@ -419,6 +439,7 @@ class MqttSink(Sink):
             self._counts["reconnects"] += 1
         if self.last_error is not None:
             log.info("mqtt: connected to %s after: %s", self.settings.address, self.last_error)
+            self.last_error = None
         self._last_logged = None
         self._connected.set()
         self._first_attempt.set()
@@ -452,6 +473,7 @@ class MqttSink(Sink):
         while len(self._queue) > self.settings.queue_max:
             if not self._queue.popleft().superseded:
                 self._counts["dropped"] += 1
+                self._pending -= 1
 
     async def _serve(self, client: aiomqtt.Client) -> bool:
         """Drain the queue until closing (returns True) or the connection breaks (raises MqttError)."""
@@ -487,10 +509,17 @@ class MqttSink(Sink):
                     if not m.superseded:
                         batch.append(m)
                 self._inflight = batch
-                results = await asyncio.gather(
-                    *(self._send(client, m) for m in batch), return_exceptions=True
-                )
-                errors = [r for r in results if isinstance(r, BaseException)]
+                if len(batch) == 1:  # the real-time case: no backlog, skip gather's task overhead
+                    try:
+                        await self._send(client, batch[0])
+                        errors: list[BaseException] = []
+                    except Exception as exc:
+                        errors = [exc]
+                else:
+                    results = await asyncio.gather(
+                        *(self._send(client, m) for m in batch), return_exceptions=True
+                    )
+                    errors = [r for r in results if isinstance(r, BaseException)]
                 self._requeue_inflight()
                 if errors:
                     raise (
@@ -509,4 +538,5 @@ class MqttSink(Sink):
             m.topic, m.payload, qos=m.qos, retain=m.retain, timeout=self.settings.publish_timeout_s
         )
         m.done = True
+        self._pending -= 1
         self._counts["published"] += 1
