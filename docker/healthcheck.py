@@ -37,10 +37,9 @@ def main() -> int:
         print(f"unhealthy: broker unreachable ({e})", file=sys.stderr)
         return 1
     c.loop_start()
-    for _ in range(50):  # up to ~5 s for the retained message
-        if got:
-            break
-        time.sleep(0.1)
+    deadline = time.monotonic() + float(os.environ.get("AFFECTSTREAM_HEALTH_WAIT", "5"))
+    while not got and time.monotonic() < deadline:  # a retained message arrives right after SUBACK
+        time.sleep(0.05)
     c.loop_stop()
     c.disconnect()
     state = got[0].decode(errors="replace") if got else "no retained state"
