@@ -222,7 +222,7 @@ def make_mqtt_sink(m: Any, url: str) -> Any:
 def _build_slow_path(settings: Any, analyzer: Any, engine: Any) -> Any:
     """The reasoning scheduler; reasoning is optional, so a missing runtime is a warning, not a failure."""
     if settings.profile == "r1-omni":
-        return analyzer.slow_path(engine.publish_reasoning, settings.reasoning)
+        return None  # its reasoning comes out of the same generation as the label (Engine publishes it)
     try:
         from affectstream.engine.llm.scheduler import build_lite_slow_path
     except ImportError as e:
@@ -273,7 +273,12 @@ def cmd_models(args: argparse.Namespace) -> int:
         if args.name != "r1-omni":
             raise CliError("describe supports: r1-omni")
         desc = _need("affectstream.engine.omni.describe", "omni")
-        print(desc.describe_text(checkpoint=args.checkpoint))
+        cfg = None
+        if args.checkpoint is not None:
+            from affectstream.engine.omni.config import OmniConfig
+
+            cfg = OmniConfig.from_json(Path(args.checkpoint) / "config.json")
+        print(desc.describe_text(cfg))
         return 0
     raise CliError("usage: affectstream models prepare|list|describe")
 

@@ -76,6 +76,10 @@ class Engine:
         self.sinks = sinks
         self.slow_path = slow_path
         self.smoother = smoother  # engine/smoother.Smoother: state + events for every stream
+        # analyzers whose generation yields the reasoning too (r1-omni) expose `reasoning(window)`
+        self._inline_reasoning = (
+            getattr(analyzer, "reasoning", None) if callable(getattr(analyzer, "reasoning", None)) else None
+        )
         self.node_id = node_id
         self.on_result = on_result
         self.streams: dict[str, StreamState] = {}
@@ -253,6 +257,14 @@ class Engine:
             self.on_result(res)
         if self.slow_path is not None:
             self.slow_path.offer(res)
+        if self._inline_reasoning is not None:
+            # r1-omni writes its reasoning in the same generation as the label: publish it right away.
+            try:
+                r = await asyncio.to_thread(self._inline_reasoning, win)
+            except Exception as e:
+                log.warning("reasoning for %s/%d unavailable: %s", win.stream_id, win.index, e)
+            else:
+                await self.publish_reasoning(r)
 
     async def publish_reasoning(self, r: ReasoningResult) -> None:
         """Called by the slow path when a generation finishes."""
