@@ -4,7 +4,9 @@ Network streams drop: a camera reboots, Wi-Fi hiccups, an encoder restarts. The 
 with exponential backoff (counted in `stats.reconnects`) and keeps the stream clock continuous across
 the gap, so windows after a reconnect do not go back in time. A URL that never answers (connection
 refused, nothing sent) gives up after `max_retries` attempts in a row with one clear `SourceError`.
-A finite stream (an HTTP file with a known duration) ends normally at its end.
+A clean end of stream over HTTP(S) is the end of a finite resource (a file, an HLS playlist that
+ended) and ends the source normally; on other protocols, or when a known duration was not reached, it
+counts as a drop and the source reconnects (`end_on_eof` overrides this).
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class UrlSource(Source):
         max_backoff: float = 8.0,
         options: dict[str, str] | None = None,
         queue_size: int = 8,
+        end_on_eof: bool | None = None,
     ) -> None:
         super().__init__(stream_id)
         if max_retries < 0:
@@ -80,6 +83,8 @@ class UrlSource(Source):
         self.max_backoff = max_backoff
         self.options = {**default_options(url), **(options or {})}
         self.queue_size = queue_size
+        scheme = urlsplit(url).scheme.lower()
+        self.end_on_eof = scheme in ("http", "https") if end_on_eof is None else end_on_eof
         self._feed: ThreadFeed | None = None
 
     def _delay(self, attempt: int) -> float:
@@ -120,6 +125,7 @@ class UrlSource(Source):
                 log.info("%s: reconnected after %.1f s", self.what, gap)
                 offset += gap
             duration = container_duration(container)
+            start_offset = offset
             clock = Clock(offset=offset)
             try:
                 res = decode(
@@ -134,8 +140,12 @@ class UrlSource(Source):
                 failures = 0
                 next_index = res.next_index
                 offset = res.last_ts if math.isfinite(res.last_ts) else offset
-            if res.error is None and duration is not None and res.last_ts >= duration - 1.0:
-                return  # a finite stream that played to its end
+            if res.error is None and res.items > 0:
+                played = res.last_ts - start_offset
+                if duration is not None and played >= duration - 1.0:
+                    return  # a finite stream that played to its end
+                if duration is None and self.end_on_eof:
+                    return
             dropped_at = time.monotonic()
             last_reason = f"{self.what}: stream dropped ({res.error or 'end of stream'})"
             if res.items == 0:
