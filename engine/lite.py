@@ -9,7 +9,8 @@ Per call (one window, or several windows of several streams):
 
 Per-frame results are cached (bounded LRU keyed by stream, frame index and timestamp): with hop <
 length a frame appears in several windows, and re-detecting it would double the work at length/hop=2.
-Only small arrays (boxes, 7 probabilities) are cached, never images. Bad frames (wrong shape, empty)
+Only small arrays (boxes, 7 probabilities) are cached, never images. Audio is treated the same way:
+Silero runs once per stream over time (`StreamVad`), so shared audio is not re-run either. Bad frames (wrong shape, empty)
 are skipped and counted; they never raise out of `analyze`.
 """
 
@@ -29,12 +30,12 @@ from affectstream.engine.fusion import TrackEvidence, VoiceEvidence, fuse
 from affectstream.engine.labels import EMOTIONS
 from affectstream.engine.models.expression import ExpressionModel, to_gray
 from affectstream.engine.models.prosody import analyze_prosody
-from affectstream.engine.models.vad import SileroVad, sanitize_audio
+from affectstream.engine.models.vad import SileroVad, StreamVad, sanitize_audio
 from affectstream.engine.types import FaceResult, VideoFrame, VoiceResult, Window, WindowResult
 
 log = logging.getLogger("affectstream.lite")
 
-FrameKey = tuple[str, int, float]
+FrameKey = tuple[str, int, float, int]
 
 
 @dataclass(slots=True)
@@ -88,8 +89,19 @@ class LruCache:
 
 
 def frame_key(stream_id: str, frame: VideoFrame) -> FrameKey:
-    # ts as well as index: a source that never sets `index` (default 0) must not alias all its frames
-    return (stream_id, int(frame.index), round(float(frame.ts), 6))
+    """Cache key: stream, index, timestamp and a cheap content fingerprint.
+
+    `ts` as well as `index`: a source that never sets `index` (default 0) must not alias its frames.
+    The fingerprint (shape + a sparse pixel sample, ~µs) keeps a stream whose clock restarts after a
+    reconnect from being served the old faces of a frame with the same index and timestamp.
+    """
+    img = frame.image
+    try:
+        a = np.asarray(img)
+        fp = hash((a.shape, a[:: max(1, a.shape[0] // 8), :: max(1, a.shape[1] // 8)].tobytes()))
+    except (AttributeError, IndexError, TypeError, ValueError):
+        fp = id(img)
+    return (stream_id, int(frame.index), round(float(frame.ts), 6), fp)
 
 
 def normalize_frame(image: Any) -> np.ndarray:
@@ -138,7 +150,7 @@ class _StreamTracks:
         known = self._ids.get(key)
         if known is not None and len(known) == len(boxes):
             return list(known)
-        stream, _, ts = key
+        stream, _, ts, _ = key
         tracker = self._bank.get(stream)
         pos = (key[1], key[2])
         last = self._last.get(stream)
@@ -206,6 +218,8 @@ class LiteAnalyzer(AnalyzerBase):
         self.detector = face_detector
         self._tracks = _StreamTracks()
         self.cache = LruCache(cache_frames)
+        # overlapping windows share audio too: run Silero once per stream over time (off with the cache)
+        self.stream_vad = StreamVad(self.vad) if cache_frames > 0 else None
         self.transcriber = None
         if transcript and self.prof.has("whisper"):
             from affectstream.engine.models.transcript import Transcriber
@@ -347,7 +361,13 @@ class LiteAnalyzer(AnalyzerBase):
             return out
         t0 = time.perf_counter()
         clean = [sanitize_audio(windows[i].audio)[0] for i in idx]
-        vads = self.vad.analyze_batch(clean)
+        if self.stream_vad is not None:
+            vads = [
+                self.stream_vad.analyze(windows[i].stream_id, windows[i].start, a)
+                for i, a in zip(idx, clean, strict=True)
+            ]
+        else:
+            vads = self.vad.analyze_batch(clean)
         t1 = time.perf_counter()
         for i, a, v in zip(idx, clean, vads, strict=True):
             p = analyze_prosody(a, v.segments)
@@ -474,6 +494,8 @@ class LiteAnalyzer(AnalyzerBase):
         if drt is not None and hasattr(drt, "describe"):
             info["face"] = drt.describe().to_dict()
         info["frame_cache"] = self.cache.stats()
+        if self.stream_vad is not None:
+            info["vad_stream"] = self.stream_vad.stats()
         info["frames"] = {"processed": self.frames_processed, "bad": self.frames_bad}
         info["faces_classified"] = self.faces_classified
         if self.transcriber is not None:

@@ -224,3 +224,11 @@ def test_analyzer_protocol(lite_analyzer):
 
     assert isinstance(lite_analyzer, Analyzer)
     assert lite_analyzer.analyze_batch([]) == []
+
+
+def test_cache_never_serves_stale_frames_after_a_clock_restart(lite_prof, astro_frames):
+    a = LiteAnalyzer(lite_prof, threads=1)
+    assert a.analyze(window("restart", 0, astro_frames[:8])).faces
+    # same stream, same indices and timestamps, different pictures: must be analysed afresh
+    r = a.analyze(window("restart", 1, [no_face_bgr()] * 8))
+    assert r.faces == [] and r.label == "neutral"

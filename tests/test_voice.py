@@ -150,3 +150,29 @@ def test_sequence_model_is_exact(lite_profile, silero, silero_sequence, beckett)
         assert a.probs.shape == b.probs.shape
         assert np.abs(a.probs - b.probs).max(initial=0.0) < 1e-5
         assert a.segments == b.segments
+
+
+def test_stream_vad_equals_one_continuous_pass(silero, beckett):
+    from affectstream.engine.models.vad import StreamVad
+
+    sv = StreamVad(silero)
+    full = silero.analyze(beckett).probs
+    for k in range(7):  # 2 s windows, hop 1 s: half of every window was already run
+        s = k * SR
+        r = sv.analyze("s", float(k), beckett[s : s + 2 * SR])
+        k0 = -(-s // CHUNK)
+        assert np.abs(r.probs - full[k0 : k0 + len(r.probs)]).max() < 1e-5
+        assert all(0 <= a < b <= 2.0 + 1e-6 for a, b in r.segments)
+    st = sv.stats()
+    assert st["chunks_reused"] > 150 and st["chunks_run"] < 7 * 62 * 0.6 and st["standalone"] == 0
+
+
+def test_stream_vad_resets_when_the_clock_restarts(silero, beckett):
+    from affectstream.engine.models.vad import StreamVad
+
+    sv = StreamVad(silero)
+    assert sv.analyze("r", 0.0, beckett[: 2 * SR]).speech
+    # the same stream times, now silence (a reconnect restarted timestamps): no stale "speech"
+    r = sv.analyze("r", 1.0, np.zeros(2 * SR, np.float32))
+    assert not r.speech and r.speech_ratio == 0.0
+    assert sv.stats()["resets"] == 1

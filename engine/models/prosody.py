@@ -65,18 +65,32 @@ def yin_pitch(
     fmin: float = FMIN,
     fmax: float = FMAX,
     threshold: float = YIN_THRESHOLD,
+    frame_mask: np.ndarray | None = None,
 ) -> np.ndarray:
-    """F0 in Hz per 20 ms frame (NaN where unvoiced): YIN vectorised over frames, on 8 kHz audio."""
+    """F0 in Hz per 20 ms frame (NaN where unvoiced): YIN vectorised over frames, on 8 kHz audio.
+
+    `frame_mask` (bool per frame) restricts the work to frames worth measuring (speech): silence is
+    most of many windows and has no pitch anyway."""
     x = np.asarray(x, dtype=np.float32)
     if sr == 2 * PITCH_SR:
         x, sr = decimate2(x), PITCH_SR
     frame = PITCH_FRAME * sr // PITCH_SR
     frames = _frames(x, frame, PITCH_HOP * sr // PITCH_SR)
+    n_all = len(frames)
+    result = np.full(n_all, np.nan, np.float32)
+    if frame_mask is not None:
+        m = np.zeros(n_all, bool)
+        k = min(n_all, len(frame_mask))
+        m[:k] = np.asarray(frame_mask[:k], bool)
+        sel = np.nonzero(m)[0]
+        frames = frames[sel]
+    else:
+        sel = np.arange(n_all)
     tmin, tmax = int(sr / fmax), int(sr / fmin)
     w = frame - tmax  # integration window
     n = len(frames)
     if n == 0:
-        return np.zeros(0, np.float32)
+        return result
     nfft = 1 << int(np.ceil(np.log2(frame + w)))
     fx = np.fft.rfft(frames, nfft, axis=1)
     fw = np.fft.rfft(frames[:, :w], nfft, axis=1)
@@ -113,7 +127,8 @@ def yin_pitch(
             shift = 0.5 * (a - c) / den if abs(den) > 1e-12 else 0.0
             tau = k + float(np.clip(shift, -1, 1))
         f0[i] = sr / tau
-    return f0
+    result[sel] = f0
+    return result
 
 
 def _peaks(env: np.ndarray, min_prominence: float, min_distance: int) -> np.ndarray:
@@ -159,13 +174,15 @@ def analyze_prosody(
     sel = edb[speech_mask] if has_speech else edb
     energy = float(10 * np.log10(np.mean(10 ** (sel / 10.0)) + 1e-12))
 
-    f0 = yin_pitch(x, sr)
     # pitch frames are 20 ms apart, energy frames 10 ms: look up each pitch frame's energy frame
+    n_pitch = 1 + max(0, ((len(x) + 1) // 2 - PITCH_FRAME) // PITCH_HOP)
     step = max(1, round(PITCH_HOP / PITCH_SR / (HOP / sr)))
-    sub = np.arange(len(f0)) * step
-    sub = sub[sub < len(edb)]
-    m = len(sub)
-    f0, fmask, fdb = f0[:m], speech_mask[sub], edb[sub]
+    # a pitch frame spans 64 ms from its start: use the energy frame at its centre
+    sub = np.minimum(np.arange(n_pitch) * step + 3, len(edb) - 1)
+    worth = speech_mask[sub] & (edb[sub] > SILENCE_DB)
+    f0 = yin_pitch(x, sr, frame_mask=worth)
+    m = min(len(f0), len(sub))
+    f0, fmask, fdb = f0[:m], speech_mask[sub[:m]], edb[sub[:m]]
     voiced = np.isfinite(f0) & fmask & (fdb > SILENCE_DB)
     voiced_ratio = float(voiced.mean()) if m else 0.0
     pitch = pitch_std = pitch_std_st = None

@@ -17,8 +17,11 @@ Input is sanitised first (NaN/inf → 0, clip to [-1, 1]) so damaged audio yield
 
 from __future__ import annotations
 
+import collections
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from affectstream.engine.runtimes.base import Runtime
@@ -126,6 +129,34 @@ class SileroVad:
         out = self.runtime.run({"input": x, "h": h, "c": h.copy()})
         return np.asarray(out[self.runtime.output_names[0]], np.float32).reshape(-1)[:n]
 
+    def run_chunks(self, x: np.ndarray, state: Any = None) -> tuple[np.ndarray, Any]:
+        """Continue a stream: `x` (n, 64 + 512) context-prefixed chunks, `state` from the previous call
+        (None = fresh). Returns the n probabilities and the state after the last chunk."""
+        n = len(x)
+        if n == 0:
+            return np.zeros(0, np.float32), state
+        if self.mode == "sequence":
+            h, c = state if state is not None else (np.zeros((1, 1, 128), np.float32),) * 2
+            out = self.runtime.run({"input": x, "h": h, "c": c})
+            names = self.runtime.output_names
+            probs = np.asarray(out[names[0]], np.float32).reshape(-1)[:n]
+            return probs, (out[names[1]], out[names[2]])
+        st = state if state is not None else np.zeros((2, 1, 128), np.float32)
+        sr = np.array(SAMPLE_RATE, dtype=np.int64)
+        probs = np.zeros(n, np.float32)
+        for t in range(n):
+            res = self.runtime.run({"input": x[t : t + 1], "state": st, "sr": sr})
+            probs[t] = float(res["output"].reshape(-1)[0])
+            st = res["stateN"]
+        return probs, st
+
+    def result(self, probs: np.ndarray, n_samples: int, bad: int = 0, offset_s: float = 0.0) -> VadResult:
+        """Segments and speech ratio of a clip of `n_samples` whose first chunk starts at `offset_s`."""
+        segs = [(s + offset_s, e + offset_s) for s, e in segments_from_probs(probs, threshold=self.threshold)]
+        dur = n_samples / SAMPLE_RATE
+        ratio = min(1.0, sum(e - s for s, e in segs) / dur) if n_samples else 0.0
+        return VadResult(probs=probs, speech_ratio=float(ratio), segments=segs, bad_samples=bad)
+
     def probs_batch(self, audios: list[np.ndarray]) -> list[np.ndarray]:
         """Speech probability per chunk for several (sanitised) clips (streaming model: together along
         the batch axis; sequence model: one call per clip)."""
@@ -157,13 +188,114 @@ class SileroVad:
         """Probabilities, speech segments and speech ratio for each clip."""
         clean = [sanitize_audio(a) for a in audios]
         probs = self.probs_batch([c[0] for c in clean])
-        results = []
-        for (a, bad), p in zip(clean, probs, strict=True):
-            segs = segments_from_probs(p, threshold=self.threshold)
-            dur = max(len(a) / SAMPLE_RATE, 1e-9)
-            ratio = min(1.0, sum(e - s for s, e in segs) / dur) if len(a) else 0.0
-            results.append(VadResult(probs=p, speech_ratio=float(ratio), segments=segs, bad_samples=bad))
-        return results
+        return [self.result(p, len(a), bad) for (a, bad), p in zip(clean, probs, strict=True)]
 
     def analyze(self, audio: np.ndarray) -> VadResult:
         return self.analyze_batch([audio])[0]
+
+
+@dataclass(slots=True)
+class _Lane:
+    origin: int  # absolute sample index of chunk 0 of this stream's grid
+    next_chunk: int = 0  # first chunk not yet run
+    state: Any = None
+    ctx: np.ndarray = field(default_factory=lambda: np.zeros(CONTEXT, np.float32))
+    probs: collections.OrderedDict[int, float] = field(default_factory=collections.OrderedDict)
+    sums: dict[int, float] = field(default_factory=dict)  # per-chunk sum |x|: detects re-used timestamps
+
+
+class StreamVad:
+    """Silero run once per stream over time, not once per window.
+
+    Overlapping windows (hop < length) share audio; each stream keeps Silero's recurrent state and the
+    probabilities of the chunks it already ran on a fixed 32 ms grid, so a window only runs its NEW
+    chunks — at length/hop = 2 that halves the VAD cost, and the model sees continuous audio as in true
+    streaming (no cold start at every window). A gap resets the stream's state; a window older than
+    what is kept falls back to a standalone pass. Bounded: `keep_chunks` per stream, `max_streams`.
+    """
+
+    def __init__(self, vad: SileroVad, *, keep_chunks: int = 1024, max_streams: int = 256) -> None:
+        self.vad = vad
+        self.keep_chunks = int(keep_chunks)
+        self.max_streams = int(max_streams)
+        self._lanes: collections.OrderedDict[str, _Lane] = collections.OrderedDict()
+        self.chunks_run = 0
+        self.chunks_reused = 0
+        self.standalone = 0
+        self.resets = 0
+
+    def analyze(self, stream_id: str, start_s: float, audio: np.ndarray) -> VadResult:
+        a, bad = sanitize_audio(audio)
+        start = round(start_s * SAMPLE_RATE)
+        lane = self._lanes.pop(stream_id, None)
+        if lane is None:
+            lane = _Lane(origin=start)
+        self._lanes[stream_id] = lane
+        while len(self._lanes) > self.max_streams:
+            self._lanes.popitem(last=False)
+        k0 = math.ceil((start - lane.origin) / CHUNK)
+        k1 = (start + len(a) - lane.origin) // CHUNK  # exclusive
+        if k0 < 0 or k1 <= k0:
+            return self._standalone(a, bad)
+        if lane.next_chunk < k0:  # a gap (or the first window): restart the stream's state here
+            lane.next_chunk, lane.state = k0, None
+            lane.ctx = np.zeros(CONTEXT, np.float32)
+        old = range(k0, min(k1, lane.next_chunk))
+        if any(k not in lane.probs for k in old):  # evicted (very old window): don't rewind the lane
+            return self._standalone(a, bad)
+        if len(old) and not self._same_audio(lane, old, a, start):
+            # the same stream times now carry different audio (a reconnect restarted the clock):
+            # forget this stream's history and start over at this window
+            lane = self._lanes[stream_id] = _Lane(origin=start)
+            k0, k1 = 0, len(a) // CHUNK
+            old = range(0)
+            self.resets += 1
+        if k1 > lane.next_chunk:
+            ks = np.arange(lane.next_chunk, k1)
+            offs = lane.origin + ks * CHUNK - start
+            frames = np.stack([a[o : o + CHUNK] for o in offs])
+            x = np.empty((len(ks), CONTEXT + CHUNK), np.float32)
+            x[0, :CONTEXT] = lane.ctx
+            x[1:, :CONTEXT] = frames[:-1, -CONTEXT:]
+            x[:, CONTEXT:] = frames
+            probs, lane.state = self.vad.run_chunks(x, lane.state)
+            lane.ctx = frames[-1, -CONTEXT:].copy()
+            sums = np.abs(frames).sum(axis=1)
+            for k, p, sm in zip(ks.tolist(), probs.tolist(), sums.tolist(), strict=True):
+                lane.probs[k] = p
+                lane.sums[k] = sm
+            while len(lane.probs) > self.keep_chunks:
+                k_old, _ = lane.probs.popitem(last=False)
+                lane.sums.pop(k_old, None)
+            self.chunks_run += len(ks)
+            lane.next_chunk = k1
+        self.chunks_reused += len(old)
+        p = np.array([lane.probs[k] for k in range(k0, k1)], np.float32)
+        offset = (lane.origin + k0 * CHUNK - start) / SAMPLE_RATE
+        return self.vad.result(p, len(a), bad, offset_s=offset)
+
+    @staticmethod
+    def _same_audio(lane: _Lane, old: range, a: np.ndarray, start: int) -> bool:
+        ks = np.fromiter(old, int)
+        offs = lane.origin + ks * CHUNK - start
+        got = np.abs(np.stack([a[o : o + CHUNK] for o in offs])).sum(axis=1)
+        want = np.array([lane.sums[k] for k in old])
+        return bool(np.allclose(got, want, rtol=1e-4, atol=1e-3))
+
+    def _standalone(self, a: np.ndarray, bad: int) -> VadResult:
+        self.standalone += 1
+        r = self.vad.analyze_batch([a])[0]
+        r.bad_samples = bad
+        return r
+
+    def drop(self, stream_id: str) -> None:
+        self._lanes.pop(stream_id, None)
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "streams": len(self._lanes),
+            "chunks_run": self.chunks_run,
+            "chunks_reused": self.chunks_reused,
+            "standalone": self.standalone,
+            "resets": self.resets,
+        }
