@@ -18,13 +18,14 @@ ops (PAD, CONCATENATION, RESHAPE) are translated from NHWC. Anchors and box deco
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-BUILD_VERSION = "1"
+BUILD_VERSION = "2"  # 2: spatial pads folded into convs
 INPUT_SIZE = {"short": 128, "full": 192, "mesh": 192}
 OUTPUT_NAMES = {
     "short": ["regressors", "classificators"],
@@ -272,7 +273,10 @@ def export_onnx(tflite_path: Path, onnx_path: Path, *, variant: str, opset: int 
     net = load_blazeface(tflite_path)
     x = torch.zeros(2, size, size, 3)
     onnx_path = Path(onnx_path)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # The TorchScript exporter warns about folding reversed slices (torch's pad order); harmless here,
+        # and a user running `models prepare` should not see a wall of internal warnings.
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             net,
             (x,),
@@ -283,4 +287,88 @@ def export_onnx(tflite_path: Path, onnx_path: Path, *, variant: str, opset: int 
             opset_version=opset,
             dynamo=False,
         )
+    _fold_spatial_pads(onnx_path)
     return onnx_path
+
+
+def _fold_spatial_pads(onnx_path: Path) -> None:
+    """Move zero `Pad`s that only pad H/W into the following `Conv`'s own (asymmetric) `pads`.
+
+    TFLite's SAME padding on stride-2 convs is asymmetric, which torch can only express as a separate
+    pad; left in the graph it costs ORT a layout reorder around every such conv. ONNX `Conv` takes
+    begin/end pads natively, so the fused graph is standard ONNX (TensorRT-friendly) and faster.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(onnx_path))
+    g = model.graph
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    consumers: dict[str, list[Any]] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    graph_outputs = {o.name for o in g.output}
+
+    # Evaluate every node whose inputs are all constant (torch computes pad amounts with a small
+    # Slice/Concat/Cast chain the exporter cannot fold), so each Pad's amounts are known numbers.
+    from onnx.reference import ReferenceEvaluator
+
+    known: dict[str, np.ndarray] = dict(inits)
+    for n in g.node:
+        if n.op_type == "Constant":
+            known[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+        elif n.input and n.op_type != "Shape" and all(i == "" or i in known for i in n.input):
+            feeds = {i: known[i] for i in n.input if i}
+            try:
+                outs = ReferenceEvaluator(n).run(None, feeds)
+            except Exception:  # not evaluable here: leave it to the runtime
+                continue
+            known.update(zip(n.output, outs, strict=False))
+
+    def const(name: str) -> np.ndarray | None:
+        v = known.get(name)
+        return None if v is None else np.asarray(v)
+
+    removed = []
+    for pad in [n for n in g.node if n.op_type == "Pad"]:
+        mode = next((a.s for a in pad.attribute if a.name == "mode"), b"constant")
+        pads = const(pad.input[1]) if len(pad.input) > 1 else None
+        value = const(pad.input[2]) if len(pad.input) > 2 and pad.input[2] else np.zeros(1)
+        users = consumers.get(pad.output[0], [])
+        if mode != b"constant" or pads is None or value is None or np.any(value != 0) or pads.size != 8:
+            continue
+        if (
+            len(users) != 1
+            or users[0].op_type != "Conv"
+            or pad.output[0] in graph_outputs
+            or np.any(
+                pads[[0, 1, 4, 5]] != 0  # batch or channel padding cannot move into a conv
+            )
+        ):
+            # keep the Pad, but with its amounts as a plain initializer instead of a computed chain
+            name = f"{pad.name or pad.output[0]}_pads"
+            g.initializer.append(numpy_helper.from_array(pads.astype(np.int64), name))
+            pad.input[1] = name
+            continue
+        conv = users[0]
+        attr = next((a for a in conv.attribute if a.name == "pads"), None)
+        old = list(attr.ints) if attr is not None else [0, 0, 0, 0]
+        new = [old[0] + int(pads[2]), old[1] + int(pads[3]), old[2] + int(pads[6]), old[3] + int(pads[7])]
+        if attr is not None:
+            conv.attribute.remove(attr)
+        conv.attribute.append(helper.make_attribute("pads", new))
+        conv.input[0] = pad.input[0]
+        removed.append(pad)
+    for n in removed:
+        g.node.remove(n)
+    # drop nodes whose outputs nobody reads any more (the pads' Cast/Constant feeders)
+    while True:
+        used = {i for n in g.node for i in n.input} | graph_outputs
+        dead = [n for n in g.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            g.node.remove(n)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(onnx_path))
