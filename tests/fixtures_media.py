@@ -98,8 +98,24 @@ def mpegts_clip(media_dir: Path, clip_av: Path) -> Path:
         pytest.skip("ffmpeg not installed (apt-get install ffmpeg)")
     out = media_dir / "av.ts"
     subprocess.run(
-        [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-i", str(clip_av)]
-        + ["-c:v", "mpeg2video", "-q:v", "5", "-c:a", "mp2", "-f", "mpegts", str(out)],
+        [
+            ffmpeg,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(clip_av),
+            "-c:v",
+            "mpeg2video",
+            "-q:v",
+            "5",
+            "-c:a",
+            "mp2",
+            "-f",
+            "mpegts",
+            str(out),
+        ],
         check=True,
     )
     return out
@@ -119,7 +135,7 @@ def virtual_mic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> np.ndarray:
     home = tmp_path / "home"
     home.mkdir()
     (home / ".asoundrc").write_text(
-        "pcm.!default {\n  type file\n  slave.pcm \"null\"\n  file \"/dev/null\"\n"
+        'pcm.!default {\n  type file\n  slave.pcm "null"\n  file "/dev/null"\n'
         f'  infile "{raw}"\n  format "raw"\n}}\n'
     )
     monkeypatch.setenv("HOME", str(home))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
 import subprocess
 import time
@@ -10,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from media import astronaut_bgr, beckett_audio, moving_frames
-
 from affectstream.engine.types import AudioChunk, VideoFrame
 from affectstream.streams.sources.base import SourceError
 from affectstream.streams.sources.factory import make_source
 from affectstream.streams.sources.file import FileSource
+from media import astronaut_bgr, beckett_audio, moving_frames
 
 
 async def collect(src) -> list:
@@ -39,7 +39,9 @@ async def test_av_file_gives_bgr_frames_and_16k_mono_audio(clip_av: Path):
     ts = [f.ts for f in video]
     assert ts[0] == pytest.approx(0.0, abs=1e-6) and ts == sorted(ts)
     assert np.diff(ts) == pytest.approx(1 / 15, abs=1e-3)
-    assert all(a.sample_rate == 16_000 and a.samples.dtype == np.float32 and a.samples.ndim == 1 for a in audio)
+    assert all(
+        a.sample_rate == 16_000 and a.samples.dtype == np.float32 and a.samples.ndim == 1 for a in audio
+    )
     total = sum(len(a.samples) for a in audio) / 16_000
     assert total == pytest.approx(4.0, abs=0.1)
     # channel order: the first frame matches the BGR source image far better than its RGB swap
@@ -56,7 +58,7 @@ async def test_lossless_audio_is_decoded_sample_exact(clip_pcm: Path):
     assert len(got) == len(sent)
     assert np.array_equal(got, sent.astype(np.float32) / 32768)
     starts = [a.ts for a in audio]
-    assert starts[0] == 0.0 and all(b - a > 0 for a, b in zip(starts, starts[1:], strict=False))
+    assert starts[0] == 0.0 and all(b - a > 0 for a, b in itertools.pairwise(starts))
 
 
 async def test_video_only_and_audio_only_files(clip_video_only: Path, clip_audio_only: Path):

@@ -12,15 +12,15 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
-from fixtures_media import free_loopback_port
-
 from affectstream.engine.types import AudioChunk, VideoFrame
 from affectstream.streams.sources.base import SourceError
 from affectstream.streams.sources.url import UrlSource, redact
 from affectstream.streams.windower import Windower
+from fixtures_media import free_loopback_port
 
 FFMPEG = shutil.which("ffmpeg")
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed (apt-get install ffmpeg)")
@@ -113,7 +113,7 @@ async def test_refused_connection_gives_up_after_bounded_retries():
 class _Handler(http.server.SimpleHTTPRequestHandler):
     """Serves files; the first request for `/drop/...` sends half the bytes and cuts the connection."""
 
-    cut_once: dict[str, bool] = {}
+    cut_once: ClassVar[dict[str, bool]] = {}
 
     def log_message(self, *args) -> None:
         pass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from affectstream.engine.types import AudioChunk, VideoFrame
 from affectstream.streams.windower import Windower, nearest_frames
 
@@ -72,7 +71,7 @@ def test_audio_gap_is_zero_filled_and_counted():
     w0 = wins[0]
     assert len(w0.audio) == 2 * SR
     assert np.all(w0.audio[int(1.0 * SR) : int(1.5 * SR)] == 0)
-    assert np.array_equal(w0.audio[: SR], np.arange(0, SR, dtype=np.float32))
+    assert np.array_equal(w0.audio[:SR], np.arange(0, SR, dtype=np.float32))
     assert w.stats.audio_gaps == 1 and w.stats.audio_gap_seconds == pytest.approx(0.5)
 
 
@@ -88,14 +87,14 @@ def test_small_timestamp_jitter_is_not_a_gap():
 
 def test_overlapping_audio_is_dropped_and_counted():
     w = Windower("s")
-    items = audio(0, 1.0) + [AudioChunk(0.5, np.full(SR, -1.0, np.float32))] + audio(1.5, 3.0)
+    items = [*audio(0, 1.0), AudioChunk(0.5, np.full(SR, -1.0, np.float32)), *audio(1.5, 3.0)]
     wins = []
     for it in items:  # arrival order matters here
         wins += w.push(it)
     wins += w.flush()
     assert w.stats.audio_overlap_seconds == pytest.approx(0.5)
     # the first copy of [0.5, 1.0) wins; the non-overlapping half of the late chunk is kept
-    assert np.array_equal(wins[0].audio[: SR], np.arange(0, SR, dtype=np.float32))
+    assert np.array_equal(wins[0].audio[:SR], np.arange(0, SR, dtype=np.float32))
     assert np.all(wins[0].audio[SR : int(1.5 * SR)] == -1.0)
 
 
@@ -127,7 +126,9 @@ def test_av_offset_waits_for_the_lagging_track_within_max_skew():
         wins += w.push(it)
     wins += w.flush()
     assert w.stats.windows_forced == 0 and w.stats.audio_late_seconds == 0
-    assert all(np.array_equal(x.audio, np.arange(x.start * SR, x.end * SR, dtype=np.float32)) for x in wins[:3])
+    assert all(
+        np.array_equal(x.audio, np.arange(x.start * SR, x.end * SR, dtype=np.float32)) for x in wins[:3]
+    )
 
 
 def test_stalled_track_forces_windows_after_max_skew():

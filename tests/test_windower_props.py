@@ -6,11 +6,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from affectstream.engine.types import AudioChunk, VideoFrame
 from affectstream.streams.windower import Windower, nearest_frames
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 SR = 16_000
 IMG = np.zeros((2, 2, 3), np.uint8)

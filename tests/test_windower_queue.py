@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from affectstream.streams.queue import DropOldestQueue, QueueClosed
 
 

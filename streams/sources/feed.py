@@ -162,7 +162,7 @@ class ThreadFeed:
         """Ask the producer to stop; it notices at its next item or wait (never blocks the loop)."""
         self._stop.set()
 
-    async def join(self, timeout: float = 5.0) -> bool:
+    async def join(self, timeout: float = 2.0) -> bool:
         """Stop and wait (off the loop) for the producer thread; False if it is still blocked."""
         self.stop()
         t = self._thread

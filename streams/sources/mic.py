@@ -4,11 +4,16 @@ Timestamps count samples (sample clock), not wall time: the windower then cuts a
 `length·16000` samples with no drift. A device that cannot record at 16 kHz is opened at its own rate
 and resampled with `av.AudioResampler`. pyaudio is an optional extra (`affectstream[mic]`, needs
 `apt-get install portaudio19-dev` to build); without it `mic` fails with one line saying so.
+
+A real device blocks in `read` at its own rate. A virtual one (an ALSA `file` PCM, a loopback) can
+deliver far faster than real time; the source then paces itself to the wall clock (never more than
+`MAX_LEAD_S` ahead), so it behaves like a microphone instead of flooding the engine.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from fractions import Fraction
 from typing import Any
@@ -19,6 +24,8 @@ from affectstream.streams.sources.base import Source, SourceError
 from affectstream.streams.sources.feed import Emitter, ThreadFeed
 
 log = logging.getLogger("affectstream.streams.sources")
+
+MAX_LEAD_S = 0.5
 
 
 def _pyaudio() -> Any:
@@ -108,6 +115,7 @@ class MicSource(Source):
             n = max(1, round(rate * self.chunk_seconds))
             produced = 0  # samples at 16 kHz: the sample clock
             failures = 0
+            t0 = time.monotonic()
             while not emit.stopped:
                 try:
                     data = stream.read(n, exception_on_overflow=False)
@@ -136,6 +144,9 @@ class MicSource(Source):
                 produced += samples.size
                 self.stats.audio_chunks += 1
                 self.stats.audio_seconds = produced / SAMPLE_RATE
+                lead = produced / SAMPLE_RATE - (time.monotonic() - t0)
+                if lead > MAX_LEAD_S and emit.wait(lead - MAX_LEAD_S):
+                    return
         finally:
             if stream is not None:
                 stream.close()
