@@ -48,8 +48,14 @@ async def raw(port: int, payloads: list[bytes], qos: int, inflight: int) -> floa
         return len(payloads) / (time.perf_counter() - t0)
 
 
-async def sink(port: int, results: list, qos: int) -> float:
-    s = MqttSink(f"mqtt://127.0.0.1:{port}", node_id="bench", window_qos=qos, queue_max=len(results) + 10)
+async def sink(port: int, results: list, qos: int, inflight: int = 32) -> float:
+    s = MqttSink(
+        f"mqtt://127.0.0.1:{port}",
+        node_id="bench",
+        window_qos=qos,
+        queue_max=len(results) + 10,
+        max_inflight=inflight,
+    )
     await s.start()
     assert s.connected, s.last_error
     assert await s.wait_idle(10)
@@ -63,6 +69,47 @@ async def sink(port: int, results: list, qos: int) -> float:
     await s.close()
     assert published == len(results), (published, len(results))
     return len(results) / dt
+
+
+async def latency(port: int, results: list, use_sink: bool, n: int = 200, hz: float = 50.0) -> list[float]:
+    """Milliseconds from handing one result over to a subscriber receiving it (QoS 1, paced, no backlog)."""
+    sent: dict[int, float] = {}
+    got: list[float] = []
+    async with aiomqtt.Client("127.0.0.1", port) as sub:
+        await sub.subscribe(TOPIC, qos=1)
+
+        async def receive() -> None:
+            async for m in sub.messages:
+                idx = json.loads(m.payload)["window"]["index"]  # type: ignore[arg-type]
+                got.append((time.perf_counter() - sent[idx]) * 1000)
+                if len(got) == n:
+                    return
+
+        rx = asyncio.create_task(receive())
+        if use_sink:
+            s = MqttSink(f"mqtt://127.0.0.1:{port}", node_id="bench", window_qos=1)
+            await s.start()
+            assert s.topics.stream("cam1", "window") == TOPIC
+        else:
+            c = aiomqtt.Client("127.0.0.1", port)
+            await c.__aenter__()
+        for r in results[:n]:
+            sent[r.window.index] = time.perf_counter()
+            if use_sink:
+                await s.publish_window(r)
+            else:
+                await c.publish(TOPIC, json.dumps(r.to_payload(), separators=(",", ":")).encode(), qos=1)
+            await asyncio.sleep(1 / hz)
+        await asyncio.wait_for(rx, 30)
+        if use_sink:
+            await s.close()
+        else:
+            await c.__aexit__(None, None, None)
+    return got
+
+
+def _pct(v: list[float], q: float) -> float:
+    return sorted(v)[min(len(v) - 1, int(q * len(v)))]
 
 
 async def main() -> None:
@@ -81,18 +128,27 @@ async def main() -> None:
             "sink qos0": lambda: sink(m.port, results, 0),
             "raw qos1 1-at-a-time": lambda: raw(m.port, payloads, 1, 1),
             "raw qos1 32 in flight": lambda: raw(m.port, payloads, 1, 32),
-            "sink qos1": lambda: sink(m.port, results, 1),
+            "sink qos1 32 in flight": lambda: sink(m.port, results, 1, 32),
+            "sink qos1 1-at-a-time": lambda: sink(m.port, results, 1, 1),
         }
         rates: dict[str, list[float]] = {k: [] for k in cases}
         for _ in range(args.repeat):  # interleaved, so load changes hit every case alike
             for name, fn in cases.items():
                 rates[name].append(await fn())
+        lat_raw = await latency(m.port, results, use_sink=False)
+        lat_sink = await latency(m.port, results, use_sink=True)
     med = {k: statistics.median(v) for k, v in rates.items()}
     for k, v in med.items():
         print(f"{k:24s} {v:9.0f} msg/s")
     print(f"ratio sink/raw qos0                 {med['sink qos0'] / med['raw qos0']:.2f}")
-    print(f"ratio sink/raw qos1 (1-at-a-time)   {med['sink qos1'] / med['raw qos1 1-at-a-time']:.2f}")
-    print(f"ratio sink/raw qos1 (32 in flight)  {med['sink qos1'] / med['raw qos1 32 in flight']:.2f}")
+    for mode in ("1-at-a-time", "32 in flight"):
+        r = med[f"sink qos1 {mode}"] / med[f"raw qos1 {mode}"]
+        print(f"ratio sink/raw qos1 ({mode}){' ' * (14 - len(mode))}{r:.2f}")
+    for name, lat in (("raw", lat_raw), ("sink", lat_sink)):
+        print(
+            f"latency hand-over -> subscriber, qos1, 50 Hz, {name:4s}: p50 {_pct(lat, 0.5):.2f} ms  p95 {_pct(lat, 0.95):.2f} ms"
+        )
+    print(f"ratio sink/raw latency p50 {_pct(lat_sink, 0.5) / _pct(lat_raw, 0.5):.2f}")
 
 
 if __name__ == "__main__":
