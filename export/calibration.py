@@ -6,7 +6,8 @@ decode a clip, cut 2 s windows every 1 s, take 8 frames at segment midpoints (R1
 are then preprocessed *exactly* like each encoder's own inference code:
 
 - BlazeFace (`face_short` 128×128, `face_full` 192×192): whole frame letterboxed (aspect kept, centred,
-  black borders) to the square input, RGB, `x / 127.5 - 1` → [-1, 1], NHWC — MediaPipe's input spec.
+  borders 0 = mid-grey) to the square input, RGB, `x / 127.5 - 1` → [-1, 1], NHWC — MediaPipe's input
+  spec, produced by `engine/models/face_detector.letterbox_into` itself.
 - FER mini-Xception (`expression`): face crops (square box + 10 % margin, gray, 64×64, see
   `engine/models/expression.py`), `(x / 255 - 0.5) * 2` → [-1, 1], NCHW `(N, 1, 64, 64)`.
 
@@ -22,7 +23,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 from affectstream.engine.types import SAMPLE_RATE, VideoFrame, Window
 
@@ -101,22 +101,15 @@ def source_id(source: Path) -> str:
 
 
 # --------------------------------------------------------------------------- preprocessing
-def letterbox(image_bgr: np.ndarray, size: int) -> np.ndarray:
-    """Fit the whole frame into size×size keeping aspect, centred on black: (size, size, 3) RGB uint8."""
-    h, w = image_bgr.shape[:2]
-    scale = size / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    resized = cv2.resize(image_bgr, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    canvas = np.zeros((size, size, 3), np.uint8)
-    y0, x0 = (size - nh) // 2, (size - nw) // 2
-    canvas[y0 : y0 + nh, x0 : x0 + nw] = resized[:, :, ::-1]
-    return canvas
-
-
 def blazeface_input(images_bgr: Sequence[np.ndarray], size: int) -> np.ndarray:
-    """(N, size, size, 3) float32 in [-1, 1]: MediaPipe BlazeFace's input."""
-    batch = np.stack([letterbox(im, size) for im in images_bgr]).astype(np.float32)
-    return batch / 127.5 - 1.0
+    """(N, size, size, 3) float32 RGB in [-1, 1], letterboxed: BlazeFace's input, made by the detector's
+    own `letterbox_into` so calibration can never drift from inference preprocessing."""
+    from affectstream.engine.models.face_detector import as_bgr, letterbox_into
+
+    batch = np.zeros((len(images_bgr), size, size, 3), np.float32)
+    for k, im in enumerate(images_bgr):
+        letterbox_into(as_bgr(im), batch[k])
+    return batch
 
 
 def expression_input(crops_gray: np.ndarray) -> np.ndarray:
@@ -129,20 +122,15 @@ FaceBoxes = Callable[[list[np.ndarray]], list[list[np.ndarray]]]  # images → p
 
 
 def profile_face_boxes(profile_dir: Path) -> FaceBoxes:
-    """Boxes from the profile's own face detector (the engine's detector, ORT CPU)."""
+    """Boxes from the profile's own face detector (short range, ONNX Runtime CPU: the reference)."""
     try:
-        from affectstream.engine.models.face_detector import FaceDetector  # type: ignore[import-not-found]
+        from affectstream.engine.models.face_detector import FaceDetector
     except ImportError as e:
         raise CalibrationError(f"face detector not available to find faces for calibration ({e})") from e
-    from affectstream.engine.profile import Profile
-
-    prof = Profile.load(profile_dir)
-    det = FaceDetector.from_path(prof.path("face_short")) if hasattr(FaceDetector, "from_path") else None
-    if det is None:
-        raise CalibrationError("face detector has no `from_path`; pass face_boxes explicitly")
+    det = FaceDetector.from_profile(Path(profile_dir), model="short", prefer="cpu")
 
     def boxes(images: list[np.ndarray]) -> list[list[np.ndarray]]:
-        return [[np.asarray(d.box, np.float32) for d in dets] for dets in det.detect(images)]
+        return [[np.asarray(d.box, np.float32) for d in dets] for dets in det.detect_batch(images)]
 
     return boxes
 
@@ -166,10 +154,35 @@ class CalibrationSet:
 BLAZEFACE_SIZES = {"face_short": 128, "face_full": 192}
 
 
+RECIPES = ("face_short", "face_full", "expression", "omni_vision", "omni_audio")
+
+
+def has_recipe(component: str) -> bool:
+    """Whether real-window calibration data can be made for this encoder (its input is raw media)."""
+    return component in RECIPES
+
+
 def component_samples(
-    component: str, windows: Sequence[Window], face_boxes: FaceBoxes | None = None
+    component: str,
+    windows: Sequence[Window],
+    face_boxes: FaceBoxes | None = None,
+    input_dims: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """All preprocessed samples of one encoder from real windows (frames de-duplicated by index)."""
+    """All preprocessed samples of one encoder from real windows (frames de-duplicated by index).
+
+    r1-omni encoders use `engine/omni/preprocess.py` itself: SigLIP pixels (pad to square, bicubic,
+    [-1, 1], NCHW) per frame and Whisper log-mel features (fast mode: the window's own length) per
+    window; `input_dims` (the profile's opt shape) supplies image size and mel bins.
+    """
+    if component == "omni_audio":
+        from affectstream.engine.omni.preprocess import whisper_features
+
+        n_mels = int(input_dims[1]) if input_dims else 128
+        mels = [whisper_features(w.audio, "fast", n_mels) for w in windows if w.audio.size]
+        if not mels:
+            raise CalibrationError("no audio in the calibration source (omni_audio needs speech)")
+        n = min(m.shape[1] for m in mels)  # equal-length windows; trim the odd last one
+        return np.stack([m[:, :n] for m in mels])
     seen: set[int] = set()
     frames = []
     for w in windows:
@@ -179,6 +192,11 @@ def component_samples(
                 frames.append(f.image)
     if component in BLAZEFACE_SIZES:
         return blazeface_input(frames, BLAZEFACE_SIZES[component])
+    if component == "omni_vision":
+        from affectstream.engine.omni.preprocess import frames_to_pixels
+
+        size = int(input_dims[2]) if input_dims else 224
+        return frames_to_pixels(frames, size=size, aspect="pad", num=len(frames))
     if component == "expression":
         if face_boxes is None:
             raise CalibrationError("expression calibration needs a face detector (face_boxes)")
@@ -203,6 +221,7 @@ def make_calibration_set(
     max_batches: int = 16,
     face_boxes: FaceBoxes | None = None,
     windows: Sequence[Window] | None = None,
+    input_dims: Sequence[int] | None = None,
 ) -> CalibrationSet:
     """Real-window batches of exactly `batch_size` (TensorRT calibrates at one fixed shape).
 
@@ -212,7 +231,7 @@ def make_calibration_set(
     if batch_size < 1 or max_batches < 1:
         raise ValueError("batch_size and max_batches must be >= 1")
     wins = list(windows) if windows is not None else read_windows(source)
-    samples = component_samples(component, wins, face_boxes)
+    samples = component_samples(component, wins, face_boxes, input_dims)
     n = len(samples)
     if n == 0:
         raise CalibrationError(f"{source}: no samples for {component}")

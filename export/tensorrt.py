@@ -53,6 +53,13 @@ BATCH_RANGES: dict[str, tuple[int, int, int]] = {
 }
 DEFAULT_BATCH = (1, 8, 32)
 DEFAULT_SEQ = (1, 128, 512)  # any other dynamic axis (token/sequence length)
+# Per-axis ranges for encoders whose dynamic axes are not all "batch" (r1-omni, export/omni_onnx.py).
+AXIS_RANGES: dict[str, dict[int, tuple[int, int, int]]] = {
+    "omni_vision": {0: (1, 8, 32)},  # frames: 8 per window × up to 4 streams
+    "omni_projector": {0: (1, 1, 4)},  # windows
+    "omni_audio": {0: (1, 1, 2), 2: (96, 200, 3000)},  # mel frames: 2 s fast mode … 30 s faithful
+    "omni_gate": {0: (1, 1, 4), 1: (1, 64, 512)},  # BERT tokens
+}
 CALIB_MAX_BATCHES = 16
 LARGE_ONNX = 1_800_000_000  # protobuf's 2 GB limit: check such graphs by path, skip per-shape inference
 
@@ -96,8 +103,12 @@ def default_shape_profile(
             prof[name] = overrides[name]
             continue
         lo, mid, hi = [], [], []
+        axes = AXIS_RANGES.get(component, {})
         for axis, d in enumerate(dims):
-            rng = (d, d, d) if isinstance(d, int) else b if axis == 0 else DEFAULT_SEQ
+            default = (
+                b if axis == 0 and batch is not None else axes.get(axis, b if axis == 0 else DEFAULT_SEQ)
+            )
+            rng = (d, d, d) if isinstance(d, int) else default
             lo.append(rng[0])
             mid.append(rng[1])
             hi.append(rng[2])
@@ -381,13 +392,12 @@ def export_tensorrt(
     device_index: int = 0,
 ) -> list[BuildResult]:
     """Build (or reuse) an engine for every ONNX component of `profile`. See the module docstring."""
-    from affectstream.engine.profile import Profile
     from affectstream.export import calibration as cal
 
     precision = precision_from_flags(fp16, int8)
     if int8 and calib is None:
         raise BuildError("--int8 needs --calib SOURCE: a clip with real faces (and speech) to calibrate on")
-    prof = Profile.load(profile)
+    prof_root, onnx_files = list_onnx_components(profile)
     root = Path(out) if out else default_cache_root()
     cache = EngineCache(root)
     device = device or detect_device(device_index)  # raises RuntimeUnavailable with the reason
@@ -402,23 +412,26 @@ def export_tensorrt(
     face_boxes = None
 
     results: list[BuildResult] = []
-    for name, comp in sorted(prof.manifest.components.items()):
-        if not comp.file.endswith(".onnx") or (components and name not in components):
+    for name, onnx_path in onnx_files:
+        if components and name not in components:
             continue
         if name in SKIP and not components:
             results.append(BuildResult(name, precision, "skipped", notes=[SKIP[name]]))
             continue
-        onnx_path = prof.root / comp.file
         t0 = time.perf_counter()
         res = BuildResult(name, precision, "failed")
+        comp_precision = precision
         try:
             shapes = default_shape_profile(onnx_path, name, (shape_overrides or {}).get(name))
             check_profile_shapes(onnx_path, shapes)
             input_name = next(iter(shapes))
             calib_set = None
-            if int8 or windows is not None:
+            if int8 and not cal.has_recipe(name):
+                comp_precision = res.precision = "fp16"
+                res.notes.append("no INT8 calibration recipe for this encoder: built FP16")
+            if cal.has_recipe(name) and (int8 or windows is not None):
                 if name == "expression" and face_boxes is None:
-                    face_boxes = cal.profile_face_boxes(prof.root)
+                    face_boxes = cal.profile_face_boxes(prof_root)
                 try:
                     calib_set = cal.make_calibration_set(
                         name,
@@ -428,39 +441,39 @@ def export_tensorrt(
                         max_batches=CALIB_MAX_BATCHES,
                         face_boxes=face_boxes,
                         windows=windows,
+                        input_dims=list(shapes[input_name].opt),
                     )
                 except cal.CalibrationError as e:
                     if int8:
                         raise
                     res.notes.append(f"accuracy check skipped: {e}")
-            key = EngineKey.create(
-                name,
-                onnx_path,
-                device,
-                precision,
-                shapes,
-                calib_set.calibration_id if (int8 and calib_set) else "",
-            )
+            int8_here = comp_precision == "int8"
+            calib_id = calib_set.calibration_id if int8_here and calib_set else ""
+            key = EngineKey.create(name, onnx_path, device, comp_precision, shapes, calib_id)
             res.notes += cache.prune(key)
             hit = cache.lookup(key)
             if hit.hit:
                 res.status, res.engine = "cached", hit.path
             else:
-                calib_cache = root / "calib" / f"{name}-{key.calibration_sha256[:16]}.calib" if int8 else None
+                calib_cache = (
+                    root / "calib" / f"{name}-{key.calibration_sha256[:16]}.calib" if int8_here else None
+                )
                 data = build_engine_bytes(
                     onnx_path,
-                    precision=precision,
+                    precision=comp_precision,
                     profile=shapes,
-                    log_path=logs / f"{name}-{precision}-{key.digest()}.log",
+                    log_path=logs / f"{name}-{comp_precision}-{key.digest()}.log",
                     timing_cache=timing,
-                    calib_feeds=list(calib_set.feeds()) if (int8 and calib_set) else None,
+                    calib_feeds=list(calib_set.feeds()) if int8_here and calib_set else None,
                     calib_cache=calib_cache,
                 )
                 extra: dict[str, Any] = {"built_at": time.time(), "onnx": str(onnx_path)}
                 res.engine = cache.store(key, data, extra)
                 res.status = "built"
                 if calib_set is not None:
-                    res.accuracy = accuracy_check(onnx_path, res.engine, calib_set, precision, device_index)
+                    res.accuracy = accuracy_check(
+                        onnx_path, res.engine, calib_set, comp_precision, device_index
+                    )
                     cache.store(key, data, {**extra, "accuracy": res.accuracy})
         except (BuildError, RuntimeUnavailable, cal.CalibrationError) as e:
             res.notes.append(str(e))
@@ -468,6 +481,23 @@ def export_tensorrt(
         log.info("%s", res.line())
         results.append(res)
     return results
+
+
+def list_onnx_components(profile: str | Path) -> tuple[Path, list[tuple[str, Path]]]:
+    """(folder, [(component, onnx path)]) of a prepared profile (by name or folder, via its manifest,
+    hashes verified) or of a plain folder of ONNX files (e.g. `export/omni_onnx.py` output)."""
+    from affectstream.engine.profile import Profile
+    from affectstream.export.manifest import MANIFEST_NAME
+
+    p = Path(profile)
+    if p.is_dir() and not (p / MANIFEST_NAME).exists():
+        files = sorted(p.glob("*.onnx"))
+        if not files:
+            raise BuildError(f"{p}: no manifest.json and no .onnx files")
+        return p, [(f.stem, f) for f in files]
+    prof = Profile.load(profile)
+    comps = sorted(prof.manifest.components.items())
+    return prof.root, [(n, prof.root / c.file) for n, c in comps if c.file.endswith(".onnx")]
 
 
 def accuracy_check(

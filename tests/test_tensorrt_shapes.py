@@ -160,3 +160,57 @@ def test_export_pipeline_up_to_the_builder(lite_profile: Path, tmp_path: Path, c
         assert by[comp].status == "failed"
         assert any("tensorrt: Python package not installed" in n for n in by[comp].notes), by[comp].notes
     assert "face_short fp16: cached" in by["face_short"].line()
+
+
+@pytest.fixture(scope="module")
+def omni_onnx_dir(omni_tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from affectstream.export.omni_onnx import export_omni
+
+    out = tmp_path_factory.mktemp("omni_onnx")
+    export_omni(omni_tiny_ckpt, out)
+    return out
+
+
+@pytest.mark.slow
+def test_omni_encoders_pass_checker_and_inference_at_profile_shapes(omni_onnx_dir: Path) -> None:
+    """r1-omni graphs (tiny widths, real token geometry) at their multi-axis profiles."""
+    from affectstream.export.tensorrt import list_onnx_components
+
+    _, comps = list_onnx_components(omni_onnx_dir)
+    assert [n for n, _ in comps] == ["omni_audio", "omni_gate", "omni_projector", "omni_vision"]
+    tiny_bert = {  # the tiny BERT has 128 positions; the real one 512 (the default range)
+        "omni_gate": {n: ShapeRange((1, 1), (1, 64), (4, 128)) for n in ("input_ids", "attention_mask")}
+    }
+    expect_max = {
+        "omni_vision": {"features": [32, 196, 32]},
+        "omni_projector": {"video_tokens": [4, 392, 64]},
+        "omni_audio": {"audio_tokens": [2, 500, 64]},  # 30 s faithful mode → 500 tokens
+        "omni_gate": {"gate": [4, 3]},
+    }
+    for name, path in comps:
+        prof = default_shape_profile(path, name, tiny_bert.get(name))
+        check = check_profile_shapes(path, prof)
+        assert check.outputs["max"] == expect_max[name], name
+    assert default_shape_profile(omni_onnx_dir / "omni_audio.onnx", "omni_audio")["mel"].opt == (1, 128, 200)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_tensorrt_installed(), reason="tensorrt is installed here: the real build runs instead")
+def test_omni_int8_calibration_recipes_and_fp16_fallback(
+    omni_onnx_dir: Path, calib_clip: Path, tmp_path: Path
+) -> None:
+    wins = read_windows(calib_clip)
+    vis = make_calibration_set("omni_vision", "pixel_values", calib_clip, batch_size=8, windows=wins,
+                               input_dims=(8, 3, 224, 224))  # fmt: skip
+    assert vis.batches[0].shape == (8, 3, 224, 224)
+    x = np.concatenate(vis.batches)
+    assert -1.0 <= x.min() < -0.5 and 0.5 < x.max() <= 1.0  # SigLIP: (x/255 - 0.5) / 0.5
+    aud = make_calibration_set("omni_audio", "mel", calib_clip, batch_size=1, windows=wins,
+                               input_dims=(1, 128, 200))  # fmt: skip
+    assert aud.batches[0].shape == (1, 128, 200) and aud.n_samples == len(wins)
+    res = export_tensorrt(omni_onnx_dir, int8=True, calib=calib_clip, out=tmp_path, device=FAKE_GPU)
+    by = {r.component: r for r in res}
+    assert by["omni_vision"].precision == "int8" and by["omni_audio"].precision == "int8"
+    for n in ("omni_gate", "omni_projector"):  # inputs are model features, not media: no INT8 recipe
+        assert by[n].precision == "fp16" and "built FP16" in by[n].notes[0]
+    assert all(r.status == "failed" and "tensorrt" in r.notes[-1] for r in res)
