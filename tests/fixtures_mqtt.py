@@ -275,10 +275,24 @@ async def collecting(port: int, topic: str, **kw: object) -> AsyncIterator[Colle
         yield c
 
 
-async def retained_now(port: int, topic: str, settle_s: float = 0.5, **kw: object) -> dict[str, bytes]:
-    """What a subscriber that connects *now* gets as retained messages (topic -> payload)."""
+async def retained_now(
+    port: int, topic: str, settle_s: float = 0.3, timeout: float = 5.0, **kw: object
+) -> dict[str, bytes]:
+    """What a subscriber that connects *now* gets as retained messages (topic -> payload).
+
+    Retained messages follow the SUBACK at once; we wait until they stop coming (`settle_s` of quiet,
+    at most `timeout`), so a slow shared machine does not cut the list short.
+    """
     async with Collector(port, topic, **kw) as c:  # type: ignore[arg-type]
-        await asyncio.sleep(settle_s)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        seen, quiet_since = -1, loop.time()
+        while loop.time() < deadline:
+            if len(c.messages) != seen:
+                seen, quiet_since = len(c.messages), loop.time()
+            elif loop.time() - quiet_since >= settle_s and seen > 0:
+                break
+            await asyncio.sleep(0.02)
         return {m.topic: m.payload for m in c.messages if m.retain}
 
 
