@@ -36,6 +36,7 @@ from affectstream.engine.types import FaceResult, VideoFrame, VoiceResult, Windo
 log = logging.getLogger("affectstream.lite")
 
 FrameKey = tuple[str, int, float, int]
+TRANSCRIPT_MAX_AGE = 10  # windows: an older transcript is not attached
 
 
 @dataclass(slots=True)
@@ -195,6 +196,7 @@ class LiteAnalyzer(AnalyzerBase):
         runtime: str = "auto",
         cache_frames: int = 1024,
         verify: bool = True,
+        warmup: bool = True,
         face_detector: Any = None,
     ) -> None:
         from affectstream.engine.profile import Profile
@@ -221,6 +223,7 @@ class LiteAnalyzer(AnalyzerBase):
         # overlapping windows share audio too: run Silero once per stream over time (off with the cache)
         self.stream_vad = StreamVad(self.vad) if cache_frames > 0 else None
         self.transcriber = None
+        self._speech: dict[str, Any] = {}
         if transcript and self.prof.has("whisper"):
             from affectstream.engine.models.transcript import Transcriber
 
@@ -229,6 +232,18 @@ class LiteAnalyzer(AnalyzerBase):
         self.frames_processed = 0
         self.faces_classified = 0
         self.windows = 0
+        if warmup:
+            self.warmup()
+
+    def warmup(self) -> None:
+        """Run every model once on dummy input (no caches or trackers touched): the first real window
+        otherwise pays session initialisation and allocator warm-up (measured ~3× its normal latency)."""
+        rng = np.random.default_rng(0)
+        self._detect([rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)] * 2)
+        self.expression.predict(np.zeros((2, 64, 64), np.uint8))
+        noise = rng.normal(0, 0.05, 16_000).astype(np.float32)
+        self.vad.analyze(noise)
+        analyze_prosody(noise, [(0.0, 1.0)])
 
     @classmethod
     def from_profile(
@@ -373,11 +388,7 @@ class LiteAnalyzer(AnalyzerBase):
             p = analyze_prosody(a, v.segments)
             transcript = None
             if self.transcriber is not None:
-                w = windows[i]
-                if v.speech:
-                    self.transcriber.submit(w.stream_id, w.index, a)
-                tr = self.transcriber.latest(w.stream_id)
-                transcript = tr.text if tr is not None else None
+                transcript = self._transcript(windows[i], a, v.speech)
             out[i] = VoiceResult(
                 speech=v.speech,
                 speech_ratio=v.speech_ratio,
@@ -393,6 +404,24 @@ class LiteAnalyzer(AnalyzerBase):
         lat["vad"] = (t1 - t0) * 1000
         lat["prosody"] = (t2 - t1) * 1000
         return out
+
+    def _transcript(self, w: Window, audio: np.ndarray, speech: bool) -> str | None:
+        """Feed the stream's speech buffer, queue it (rate-limited) when there is speech, and return the
+        latest finished transcript of this stream if it is recent (≤ TRANSCRIPT_MAX_AGE windows old)."""
+        from affectstream.engine.models.transcript import SpeechBuffer
+
+        buf = self._speech.get(w.stream_id)
+        if buf is None:
+            buf = self._speech[w.stream_id] = SpeechBuffer(10.0)
+            while len(self._speech) > 256:
+                self._speech.pop(next(iter(self._speech)))
+        buf.add(w.start, audio)
+        if speech:
+            self.transcriber.submit(w.stream_id, w.index, buf.audio())  # type: ignore[union-attr]
+        tr = self.transcriber.latest(w.stream_id)  # type: ignore[union-attr]
+        if tr is None or w.index - tr.window_index > TRANSCRIPT_MAX_AGE:
+            return None
+        return tr.text
 
     # ---- the Analyzer protocol ----------------------------------------------------------------------
 

@@ -33,6 +33,42 @@ class Transcript:
     ts: float
 
 
+class SpeechBuffer:
+    """The last `seconds` of a stream's audio without the overlaps between windows.
+
+    Whisper needs context (a 2 s window cuts words and sentences), so the analyzer appends only the
+    part of each window it has not seen and submits the recent stretch. Bounded by `seconds`.
+    """
+
+    def __init__(self, seconds: float = 10.0, sample_rate: int = 16_000) -> None:
+        self.max_samples = int(seconds * sample_rate)
+        self.sr = sample_rate
+        self._end: int | None = None  # absolute end sample of what we hold
+        self._parts: collections.deque[np.ndarray] = collections.deque()
+        self._n = 0
+
+    def add(self, start_s: float, audio: np.ndarray) -> None:
+        start = round(start_s * self.sr)
+        end = start + len(audio)
+        if self._end is None or start > self._end or end < self._end - self.max_samples:
+            self._parts.clear()  # first window, a gap, or a restarted clock: start over
+            self._n, new = 0, audio
+        elif end <= self._end:
+            return
+        else:
+            new = audio[self._end - start :]
+        self._parts.append(np.asarray(new, np.float32))
+        self._n += len(new)
+        self._end = end
+        while self._n - len(self._parts[0]) >= self.max_samples:
+            self._n -= len(self._parts.popleft())
+
+    def audio(self) -> np.ndarray:
+        if not self._parts:
+            return np.zeros(0, np.float32)
+        return np.concatenate(list(self._parts))[-self.max_samples :]
+
+
 class Transcriber:
     """Rate-limited background Whisper transcription, one thread, bounded queue."""
 
@@ -142,4 +178,7 @@ class Transcriber:
             self._stop = True
             self._cv.notify_all()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            # wait for the request in flight: a CTranslate2 call cut off by interpreter exit aborts the
+            # whole process ("terminate called without an active exception")
+            self._thread.join(timeout=60)
+            self._thread = None
