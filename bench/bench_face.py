@@ -3,7 +3,7 @@
 Prints ms/frame for the network alone at batch 1 and batch 8 (one window's frames in one call), for the
 short- and full-range models, plus the whole detector (letterbox + network + decode + NMS) on ORT and
 the original .tflite via ai-edge-litert (batch 1 only: the file has a fixed batch) for reference.
-Ratios are measured in this run. Usage: python bench/bench_face.py [--threads 1] [--repeat 30]
+Ratios are measured in this run, methods timed alternately (see `_interleaved`). Usage: python bench/bench_face.py [--threads 1] [--repeat 30]
 """
 
 from __future__ import annotations
@@ -22,14 +22,21 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
-def _ms_per_frame(fn: Callable[[], object], frames: int, repeat: int) -> float:
-    fn()  # warm-up (allocations, ORT graph init)
-    times = []
+def _interleaved(fns: dict[str, Callable[[], object]], frames: int, repeat: int) -> dict[str, float]:
+    """Median ms/frame per method, timing the methods alternately each round.
+
+    Interleaving matters on a shared machine: load from other processes drifts over seconds, and timing
+    one method after the other would credit that drift to whichever ran in the quiet period.
+    """
+    for fn in fns.values():
+        fn()  # warm-up (allocations, ORT graph init)
+    times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3 / frames
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) * 1e3 / frames for k, v in times.items()}
 
 
 def _bench_variant(variant: str, prof: Any, frames: list[np.ndarray], threads: int, repeat: int) -> list[str]:
@@ -55,23 +62,25 @@ def _bench_variant(variant: str, prof: Any, frames: list[np.ndarray], threads: i
         tfl.allocate_tensors()
     except ImportError:
         pass
+    idx = tfl.get_input_details()[0]["index"] if tfl is not None else 0
     for batch in (1, 8):
         xb = x[:batch]
-        t_ort = _ms_per_frame(lambda xb=xb: ort_rt.run({"input": xb}), batch, repeat)
-        t_torch = _ms_per_frame(lambda xb=xb: torch_rt.run({"input": xb}), batch, repeat)
-        t_det = _ms_per_frame(lambda b=batch: det.detect_batch(frames[:b]), batch, repeat)
-        t_tfl = float("nan")
+        fns: dict[str, Callable[[], object]] = {
+            "ort": lambda xb=xb: ort_rt.run({"input": xb}),
+            "torch": lambda xb=xb: torch_rt.run({"input": xb}),
+            "detector": lambda b=batch: det.detect_batch(frames[:b]),
+        }
         if tfl is not None and batch == 1:
-            idx = tfl.get_input_details()[0]["index"]
 
-            def run_tfl(xb: np.ndarray = xb, idx: int = idx) -> None:
+            def run_tfl(xb: np.ndarray = xb) -> None:
                 tfl.set_tensor(idx, xb)
                 tfl.invoke()
 
-            t_tfl = _ms_per_frame(run_tfl, 1, repeat)
+            fns["tflite"] = run_tfl
+        t = _interleaved(fns, batch, repeat)
         print(
-            f"{variant:6} {batch:5d} {t_ort:8.2f} {t_torch:8.2f} {t_torch / t_ort:5.1f}x "
-            f"{t_tfl:8.2f} {t_det:14.2f}"
+            f"{variant:6} {batch:5d} {t['ort']:8.2f} {t['torch']:8.2f} {t['torch'] / t['ort']:5.1f}x "
+            f"{t.get('tflite', float('nan')):8.2f} {t['detector']:14.2f}"
         )
     return ort_rt.describe().providers
 
@@ -95,7 +104,7 @@ def main() -> None:
     )
     prof = Profile.load(root)
     frames = moving_frames(astronaut_bgr(), 8, size=(640, 480))
-    print(f"threads={a.threads} repeat={a.repeat} frames 640x480, median ms/frame")
+    print(f"threads={a.threads} repeat={a.repeat} frames 640x480, median ms/frame, load {os.getloadavg()[0]:.1f}")
     print(
         f"{'model':6} {'batch':>5} {'ORT':>8} {'torch':>8} {'ratio':>6} {'tflite':>8} {'detector(ORT)':>14}"
     )
