@@ -37,6 +37,7 @@ log = logging.getLogger("affectstream.lite")
 
 FrameKey = tuple[str, int, float, int]
 TRANSCRIPT_MAX_AGE = 10  # windows: an older transcript is not attached
+CLOCK_RESTART_S = 5.0  # an unseen frame this far behind a stream's newest one means its clock restarted
 
 
 @dataclass(slots=True)
@@ -155,6 +156,11 @@ class _StreamTracks:
         tracker = self._bank.get(stream)
         pos = (key[1], key[2])
         last = self._last.get(stream)
+        if last is not None and pos <= last and last[1] - pos[1] > CLOCK_RESTART_S:
+            # far behind the newest frame and never seen: the stream's clock restarted (reconnect)
+            self._bank.drop(stream)
+            tracker = self._bank.get(stream)
+            last = None
         if last is not None and pos <= last:
             ids = _match_ids(tracker, boxes)
         else:

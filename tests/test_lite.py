@@ -232,3 +232,7 @@ def test_cache_never_serves_stale_frames_after_a_clock_restart(lite_prof, astro_
     # same stream, same indices and timestamps, different pictures: must be analysed afresh
     r = a.analyze(window("restart", 1, [no_face_bgr()] * 8))
     assert r.faces == [] and r.label == "neutral"
+    # later the stream runs on past where it was, then restarts again at 0 with the face: tracked anew
+    a.analyze(window("restart", 2, [no_face_bgr()] * 8, first=40))
+    again = a.analyze(window("restart", 3, astro_frames[:8]))
+    assert len(again.faces) == 1 and again.faces[0].track > 0 and again.label == "happy"
