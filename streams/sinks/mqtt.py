@@ -159,8 +159,9 @@ class _Msg:
     payload: bytes
     qos: int
     retain: bool
-    superseded: bool = False
-    done: bool = False
+    superseded: bool = False  # a newer retained state of the same stream replaced it
+    dropped: bool = False  # pushed out of the full queue (drop-oldest)
+    done: bool = False  # acknowledged by the broker
 
 
 def _json(payload: Any) -> bytes:
@@ -233,13 +234,8 @@ class MqttSink(Sink):
         if topic is None:
             return
         self._remember(stream)
-        msg = self._put(topic, payload, 1, True)
+        msg = self._put(topic, payload, 1, True, supersedes=self._latest_state.get(stream))
         if msg is not None:
-            old = self._latest_state.get(stream)
-            if old is not None and not old.done and not old.superseded and old not in self._inflight:
-                old.superseded = True
-                self._pending -= 1
-                self._counts["coalesced"] += 1
             self._latest_state[stream] = msg
 
     async def publish_reasoning(self, result: ReasoningResult) -> None:
@@ -323,8 +319,13 @@ class MqttSink(Sink):
             self._note(f"mqtt: dropped a {kind} message: {exc}")
             return None
 
-    def _put(self, topic: str, payload: Any, qos: int, retain: bool) -> _Msg | None:
-        """Serialise and enqueue. `payload` may be a dict, bytes, or a callable returning either."""
+    def _put(
+        self, topic: str, payload: Any, qos: int, retain: bool, supersedes: _Msg | None = None
+    ) -> _Msg | None:
+        """Serialise and enqueue. `payload` may be a dict, bytes, or a callable returning either.
+
+        `supersedes`: an older queued message this one replaces (retained state), skipped when sent.
+        """
         try:
             if callable(payload):
                 payload = payload()
@@ -333,13 +334,15 @@ class MqttSink(Sink):
             self._counts["invalid"] += 1
             self._note(f"mqtt: dropped a message for {topic} that is not valid JSON ({exc})")
             return None
+        old = supersedes
+        if old is not None and not (old.done or old.superseded or old.dropped) and old not in self._inflight:
+            old.superseded = True
+            self._pending -= 1
+            self._counts["coalesced"] += 1
         msg = _Msg(topic, data, qos, retain)
         q = self._queue
         while len(q) >= self.settings.queue_max:
-            old = q.popleft()
-            if not old.superseded:
-                self._counts["dropped"] += 1
-                self._pending -= 1
+            self._drop(q.popleft())
         q.append(msg)
         self._pending += 1
         self._wake.set()
@@ -471,9 +474,13 @@ class MqttSink(Sink):
         self._inflight = []
         self._queue.extendleft(reversed(back))
         while len(self._queue) > self.settings.queue_max:
-            if not self._queue.popleft().superseded:
-                self._counts["dropped"] += 1
-                self._pending -= 1
+            self._drop(self._queue.popleft())
+
+    def _drop(self, m: _Msg) -> None:
+        if not m.superseded:
+            m.dropped = True
+            self._counts["dropped"] += 1
+            self._pending -= 1
 
     async def _serve(self, client: aiomqtt.Client) -> bool:
         """Drain the queue until closing (returns True) or the connection breaks (raises MqttError)."""
