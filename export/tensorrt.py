@@ -227,8 +227,10 @@ def _trt_logger(trt: Any, log_path: Path) -> Any:
             self.f = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the build
 
         def log(self, severity: Any, msg: str) -> None:
-            self.f.write(f"{time.strftime('%H:%M:%S')} [{severity.name}] {msg}\n")
-            if severity <= trt.ILogger.Severity.WARNING:
+            # TensorRT may still log while objects are torn down after close(): never raise from here.
+            if not self.f.closed:
+                self.f.write(f"{time.strftime('%H:%M:%S')} [{getattr(severity, 'name', severity)}] {msg}\n")
+            if int(severity) <= int(trt.ILogger.Severity.WARNING):
                 log.warning("tensorrt: %s", msg)
 
         def close(self) -> None:
@@ -315,14 +317,16 @@ def build_engine_bytes(
             opt.set_shape(name, rng.min, rng.opt, rng.max)
         config.add_optimization_profile(opt)
         if precision in ("fp16", "int8"):
-            if not builder.platform_has_fast_fp16:
+            if not getattr(builder, "platform_has_fast_fp16", True):  # deprecated in TensorRT 10
                 log.warning("this GPU has no fast FP16; building anyway")
             config.set_flag(trt.BuilderFlag.FP16)  # INT8 builds let non-quantizable layers run in FP16
         if precision == "int8":
             if not calib_feeds or calib_cache is None:
                 raise BuildError("INT8 needs calibration batches (--calib SOURCE)")
             config.set_flag(trt.BuilderFlag.INT8)
-            config.int8_calibrator = _entropy_calibrator(trt, calib_feeds, calib_cache)
+            # Keep a Python reference for the whole build: TensorRT calls back into it.
+            calibrator = _entropy_calibrator(trt, calib_feeds, calib_cache)
+            config.int8_calibrator = calibrator
             # Calibration runs at one fixed shape: the calibration batch's.
             cal = builder.create_optimization_profile()
             for name, arr in calib_feeds[0].items():
