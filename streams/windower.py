@@ -60,27 +60,51 @@ class WindowerStats:
 
 
 class _Slots:
-    """The best candidate frame for each of the N segment midpoints of one window."""
+    """The best candidate frame for each of the N segment midpoints of one window.
 
-    __slots__ = ("best", "dist", "targets")
+    Frames normally arrive in time order, so a midpoint is settled as soon as a frame passes it: the
+    nearest frame is then either that frame or the one just before it. That makes `offer` O(1)
+    amortised. Midpoints not yet passed take the latest frame. A frame arriving out of order can only
+    improve midpoints already settled, and is compared against those.
+    """
+
+    __slots__ = ("best", "dist", "j", "last", "targets")
 
     def __init__(self, targets: list[float]) -> None:
         self.targets = targets
         self.best: list[VideoFrame | None] = [None] * len(targets)
         self.dist = [math.inf] * len(targets)
+        self.j = 0  # midpoints [0, j) are settled
+        self.last: VideoFrame | None = None  # the latest frame offered
 
     def offer(self, frame: VideoFrame) -> None:
         ts = frame.ts
-        for i, t in enumerate(self.targets):
-            d = abs(ts - t)
-            cur = self.best[i]
-            # Ties go to the earlier frame, which keeps the selection monotone in time.
-            if d < self.dist[i] or (d == self.dist[i] and cur is not None and ts < cur.ts):
-                self.dist[i] = d
-                self.best[i] = frame
+        last = self.last
+        if last is not None and ts <= last.ts:
+            for i in range(self.j):
+                d = abs(ts - self.targets[i])
+                cur = self.best[i]
+                # Ties go to the earlier frame, which keeps the selection monotone in time.
+                if d < self.dist[i] or (d == self.dist[i] and cur is not None and ts < cur.ts):
+                    self.dist[i] = d
+                    self.best[i] = frame
+            return
+        targets, j, n = self.targets, self.j, len(self.targets)
+        while j < n and targets[j] <= ts:
+            t = targets[j]
+            if last is not None and t - last.ts <= ts - t:
+                self.best[j], self.dist[j] = last, t - last.ts
+            else:
+                self.best[j], self.dist[j] = frame, ts - t
+            j += 1
+        self.j = j
+        self.last = frame
 
     def frames(self) -> list[VideoFrame]:
-        return [f for f in self.best if f is not None]
+        if self.last is None:
+            return []
+        settled = [f for f in self.best[: self.j] if f is not None]
+        return settled + [self.last] * (len(self.targets) - self.j)
 
 
 def nearest_frames(frames: list[VideoFrame], start: float, end: float, n: int) -> list[VideoFrame]:
@@ -137,7 +161,8 @@ class Windower:
         self._next = 0  # the first window not yet emitted or skipped
         self._slots: dict[int, _Slots] = {}
         self._v_wm: float | None = None  # latest frame timestamp
-        self._v_dt = 0.0  # typical frame interval, for the end of the last frame
+        self._v_dts: deque[float] = deque(maxlen=15)  # recent frame intervals
+        self._v_dt = 0.0  # their median: the typical frame interval (gaps, end of the last frame)
         self._v_shape: tuple[int, ...] | None = None
         self._chunks: deque[tuple[int, np.ndarray]] = deque()  # (start sample, samples), sorted
         self._a_end: int | None = None  # end sample of the latest audio
@@ -208,7 +233,8 @@ class Windower:
                 if self._v_dt > 0 and dt > max(MIN_VIDEO_GAP_S, VIDEO_GAP_FACTOR * self._v_dt):
                     st.video_gaps += 1
                 elif dt <= 1.0:
-                    self._v_dt = dt if self._v_dt == 0 else 0.9 * self._v_dt + 0.1 * dt
+                    self._v_dts.append(dt)
+                    self._v_dt = sorted(self._v_dts)[len(self._v_dts) // 2]
         ks = self._windows_containing(ts)
         if len(ks) == 0:
             st.frames_late += 1
@@ -299,6 +325,15 @@ class Windower:
 
     def _emit_ready(self) -> list[Window]:
         out: list[Window] = []
+        # Fast path (most pushes): the next window cannot close yet.
+        v, a = self._v_wm, self._a_end
+        if v is None and a is None:
+            return out
+        at = None if a is None else self.origin + a / self.sample_rate
+        lo = v if at is None else at if v is None else min(v, at)
+        hi = v if at is None else at if v is None else max(v, at)
+        if max(lo, hi - self.max_skew) < self._end(self._next):
+            return out
         limit, normal = self._closeable_upto()
         while self._next <= limit:
             kd = self._first_k_with_data()

@@ -163,6 +163,22 @@ def test_flush_emits_partial_tail_without_redundant_windows():
     assert [(x.start, x.end) for x in short] == [(0, 0.3)]
 
 
+def test_out_of_order_and_duplicate_frames_inside_a_window_follow_the_rule():
+    fr = frames(7.5, 0, 4)
+    order = list(fr)
+    order[3], order[4] = order[4], order[3]  # a B-frame style swap inside window 0
+    dup = VideoFrame(fr[10].ts, fr[10].image, 999)  # same timestamp again: the first one stays
+    order.insert(12, dup)
+    w = Windower("s")
+    wins = []
+    for f in order:
+        wins += w.push(f)
+    wins += w.flush()
+    assert [(x.start, x.end) for x in wins] == [(0, 2), (1, 3), (2, 4)]
+    for x in wins:
+        assert [f.index for f in x.frames] == [f.index for f in nearest_frames(fr, x.start, x.end, 8)]
+
+
 def test_late_frames_are_dropped_and_counted():
     w = Windower("s")
     for it in frames(10, 0, 3):
@@ -177,8 +193,8 @@ def test_memory_is_bounded_by_candidate_slots():
     for f in frames(60, 0, 30):
         w.push(f)
         assert w.pending <= 3
-        distinct = {id(fr) for s in w._slots.values() for fr in s.best if fr is not None}
-        assert len(distinct) <= 2 * 8
+        distinct = {id(fr) for s in w._slots.values() for fr in s.frames()}
+        assert len(distinct) <= 2 * 8 + 2
 
 
 def test_bad_input_raises_clear_errors():
