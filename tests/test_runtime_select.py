@@ -113,3 +113,14 @@ def test_missing_model_names_the_file(tmp_path: Path) -> None:
 
     with pytest.raises(ModelFileError, match=r"missing\.onnx"):
         load_runtime(tmp_path / "missing.onnx", "cpu")
+
+
+def test_ort_tensorrt_ep_options_keep_caches_per_device(tmp_path: Path) -> None:
+    from affectstream.engine.runtimes.select import ort_trt_options
+
+    opts = ort_trt_options(tmp_path / "face_short.onnx", tmp_path / "engines", "fp16")
+    assert opts["trt_engine_cache_enable"] and opts["trt_timing_cache_enable"] and opts["trt_fp16_enable"]
+    cache = Path(opts["trt_engine_cache_path"])
+    assert cache.is_dir() and cache.name == "face_short"
+    assert cache.parent.parent == tmp_path / "engines" / "ort-trt"  # …/ort-trt/<device>/<model>
+    assert not ort_trt_options(tmp_path / "m.onnx", tmp_path, "fp32")["trt_fp16_enable"]

@@ -88,13 +88,28 @@ def _ort_available() -> set[str]:
     return set(ort.get_available_providers())
 
 
-def ort_trt_options(model_path: Path, cache_root: Path, precision: str, device_id: int = 0) -> dict[str, Any]:
-    """ONNX Runtime TensorRT-EP options: its own engine + timing caches in our cache volume.
+def _ort_cache_dir(cache_root: Path, model_path: Path, device_id: int) -> Path:
+    """Per-GPU folder for ORT's TensorRT-EP caches.
 
-    ORT keys its cached engines by graph and TensorRT version but not by GPU name, so the folder is
-    made per device by the caller (see `_ort_cache_dir`).
+    ORT names its cached engines by graph and TensorRT version but not by GPU model, so a volume moved
+    to a different GPU would otherwise offer it a foreign engine; one folder per device name avoids it.
     """
-    d = cache_root / "ort-trt" / model_path.stem
+    from affectstream.engine.runtimes.engine_cache import jetson_model
+
+    try:
+        from affectstream.engine.runtimes.cuda_mem import cuda_device_info
+
+        name, (major, minor) = cuda_device_info(device_id)
+        dev = f"{name}-sm{major}{minor}"
+    except RuntimeUnavailable:
+        dev = jetson_model() or f"cuda{device_id}"
+    slug = "".join(c if c.isalnum() or c in ".-" else "-" for c in dev).strip("-")
+    return cache_root / "ort-trt" / slug / model_path.stem
+
+
+def ort_trt_options(model_path: Path, cache_root: Path, precision: str, device_id: int = 0) -> dict[str, Any]:
+    """ONNX Runtime TensorRT-EP options: its own engine + timing caches in our cache volume."""
+    d = _ort_cache_dir(cache_root, model_path, device_id)
     d.mkdir(parents=True, exist_ok=True)
     return {
         "device_id": device_id,
