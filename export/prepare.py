@@ -51,11 +51,28 @@ def _build_fer(inputs: list[Path], out: Path) -> None:
 
 
 def _builder_version(module: str, default: str = "1") -> str:
+    """`BUILD_VERSION` of a builder module, read from its source without importing it.
+
+    Importing would pull torch (seconds) into every no-op `prepare` and every `models list`.
+    """
+    import ast
+    import importlib.util
+
     try:
-        mod = __import__(module, fromlist=["_"])
-    except ImportError:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
         return default
-    return str(getattr(mod, "BUILD_VERSION", default))
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return default
+    try:
+        tree = ast.parse(Path(spec.origin).read_text())
+    except (OSError, SyntaxError):
+        return default
+    for node in tree.body:
+        names = [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
+        if isinstance(node, ast.Assign) and "BUILD_VERSION" in names and isinstance(node.value, ast.Constant):
+            return str(node.value.value)
+    return default
 
 
 BUILDERS: dict[str, tuple[str, Builder]] = {
