@@ -38,7 +38,8 @@ def _tensorrt_absent() -> bool:
 def test_auto_falls_back_to_cpu_with_a_reason_per_step(
     expression_onnx: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="affectstream.runtime"):
+    # Under "auto" a fallback is the normal CPU-machine path: logged at INFO (WARNING when chosen explicitly).
+    with caplog.at_level(logging.INFO, logger="affectstream.runtime"):
         rt = load_runtime(expression_onnx, threads=1, cache_root=tmp_path)
     info = rt.describe()
     assert info.name == "onnxruntime" and info.device == "cpu"
@@ -52,6 +53,8 @@ def test_auto_falls_back_to_cpu_with_a_reason_per_step(
     assert reasons[2].startswith("onnxruntime-cuda: CUDAExecutionProvider not in this onnxruntime build")
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert "tensorrt: Python package not installed" in logged and "onnxruntime-cuda" in logged
+    fallbacks = [r for r in caplog.records if "runtime fallback" in r.getMessage()]
+    assert len(fallbacks) == 3 and all(r.levelno == logging.INFO for r in fallbacks)
     assert info.to_dict()["fallback_reasons"] == reasons
     assert recent_selections()[-1]["model"] == expression_onnx.name
     # The fallback runs the real model and agrees with a directly built CPU session.
@@ -69,8 +72,12 @@ def test_prefer_cpu_skips_the_gpu_steps_silently(expression_onnx: Path, tmp_path
     assert rt.describe().providers == ["CPUExecutionProvider"]
 
 
-def test_prefer_cuda_reports_only_what_it_skipped(expression_onnx: Path, tmp_path: Path) -> None:
-    info = load_runtime(expression_onnx, "cuda", cache_root=tmp_path).describe()
+def test_prefer_cuda_reports_only_what_it_skipped(
+    expression_onnx: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="affectstream.runtime"):
+        info = load_runtime(expression_onnx, "cuda", cache_root=tmp_path).describe()
+    assert [r.levelno for r in caplog.records if "runtime fallback" in r.getMessage()] == [logging.WARNING]
     assert info.providers[0] == "CPUExecutionProvider"
     assert len(info.fallback_reasons) == 1 and info.fallback_reasons[0].startswith("onnxruntime-cuda:")
 
