@@ -1,0 +1,290 @@
+"""Entry points the `affectstream` CLI wires in: `train sft|grpo --config FILE` and `eval`.
+
+A config is TOML (or JSON) with sections `[model]`, `[lora]`, `[data]`, `[sft]` or `[grpo]`,
+`[export]`, `[eval]`; see train/configs/. Every stage writes metrics JSONL and a resumable
+checkpoint under its `output_dir`, and saves its adapter both as `adapter.pt` (PEFT state, to
+continue training) and as a GGUF adapter for llama.cpp.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import tomllib
+from affectstream.engine.labels import EMOTIONS
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config not found: {p}")
+    text = p.read_text(encoding="utf-8")
+    try:
+        return json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ValueError(f"{p}: bad config ({e})") from e
+
+
+def _dc(cls: type, section: dict[str, Any]) -> Any:
+    section = {
+        k: (str(Path(v).expanduser()) if k.endswith("_dir") and isinstance(v, str) else v)
+        for k, v in section.items()
+    }
+    known = {f.name for f in fields(cls)}
+    bad = sorted(set(section) - known)
+    if bad:
+        raise ValueError(f"unknown {cls.__name__} keys {bad}; known: {sorted(known)}")
+    return cls(**section)
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def _lora_settings(cfg: dict[str, Any], n_layers: int) -> Any:
+    from affectstream.train.model import LoraSettings
+
+    sec = dict(cfg.get("lora", {}))
+    top = sec.pop("top_layers", None)
+    s = _dc(LoraSettings, {**sec, "targets": tuple(sec.get("targets", LoraSettings().targets))})
+    if top:
+        s.layers = list(range(n_layers - int(top), n_layers))
+    return s
+
+
+def _samples(cfg: dict[str, Any], split: str) -> list[Any]:
+    from affectstream.train.cues import build_splits, load_jsonl
+
+    d = cfg.get("data", {})
+    sizes = {k: int(d.get(f"n_{k}", v)) for k, v in (("train", 1200), ("val", 150), ("test", 300))}
+    out = build_splits(sizes["train"], sizes["val"], sizes["test"])[split]
+    for extra in d.get(f"{split}_jsonl", []):
+        out += load_jsonl(extra)
+    return out
+
+
+def _load_model(cfg: dict[str, Any], adapter: str | None = None) -> tuple[Any, Any, Any]:
+    """(peft model, tokenizer, lora settings); `adapter` = an `adapter.pt` to start from."""
+    import torch
+    from affectstream.train.model import add_lora, default_gguf, load_base
+    from peft import set_peft_model_state_dict
+
+    m = cfg.get("model", {})
+    gguf = m.get("gguf") or default_gguf()
+    _log(f"loading {gguf}")
+    base, tok = load_base(gguf, threads=int(m.get("threads", 2)))
+    if m.get("seed") is not None:
+        torch.manual_seed(int(m["seed"]))
+    if adapter:
+        ck = torch.load(Path(adapter).expanduser(), map_location="cpu", weights_only=False)
+        from affectstream.train.model import LoraSettings
+
+        lora = LoraSettings(**{**ck["lora"], "targets": tuple(ck["lora"]["targets"])})
+        model = add_lora(base, lora)
+        set_peft_model_state_dict(model, ck["state"])
+        _log(f"adapter loaded from {adapter}")
+    else:
+        lora = _lora_settings(cfg, base.config.num_hidden_layers)
+        model = add_lora(base, lora)
+    return model, tok, lora
+
+
+def save_adapter(model: Any, lora: Any, out_dir: Path, gguf_path: str | None) -> None:
+    import dataclasses
+
+    import torch
+    from affectstream.train.export_lora import export_peft_model
+    from peft import get_peft_model_state_dict
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {"lora": dataclasses.asdict(lora), "state": get_peft_model_state_dict(model)}, out_dir / "adapter.pt"
+    )
+    if gguf_path:
+        p = export_peft_model(model, gguf_path)
+        _log(f"GGUF adapter written: {p} ({p.stat().st_size / 1e6:.1f} MB)")
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def run_sft(cfg: dict[str, Any], resume: bool = False) -> Path:
+    from affectstream.train.cues import target_completion
+    from affectstream.train.model import encode, prompt_text
+    from affectstream.train.sft import SFTConfig, SFTExample, SFTTrainer
+
+    sc = _dc(SFTConfig, dict(cfg.get("sft", {})))
+    model, tok, lora = _load_model(cfg)
+    model.print_trainable_parameters()
+    samples = _samples(cfg, "train")
+    n_sft = int(cfg.get("data", {}).get("n_sft", 0))
+    samples = samples[:n_sft] if n_sft else samples
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    examples = [
+        SFTExample(encode(tok, prompt_text(tok, s.evidence)), [*encode(tok, target_completion(s)), eos])
+        for s in samples
+    ]
+    tr = SFTTrainer(model, examples, tok.pad_token_id, sc)
+    if resume and tr.resume():
+        _log(f"resumed SFT at step {tr.step}")
+    _log(f"SFT: {len(examples)} examples, {tr.total_steps} steps of {sc.batch_size}")
+    tr.run()
+    out = Path(sc.output_dir)
+    save_adapter(model, lora, out, cfg.get("export", {}).get("adapter"))
+    return out / "adapter.pt"
+
+
+def run_grpo(cfg: dict[str, Any], resume: bool = False) -> Path:
+    import torch
+    from affectstream.train.grpo import GRPOConfig, GRPOExample, GRPOTrainer, Policy
+    from affectstream.train.model import encode, eos_ids, prompt_text
+
+    g = dict(cfg.get("grpo", {}))
+    init = g.pop("init_adapter", None)
+    gc = _dc(GRPOConfig, {**g, "reward_funcs": tuple(g.get("reward_funcs", ("accuracy", "format")))})
+    model, tok, lora = _load_model(cfg, adapter=init)
+    # Reference = the starting policy (R1-Omni: a frozen copy of the SFT checkpoint), merged and frozen.
+    ref = copy.deepcopy(model).merge_and_unload() if init else None
+    if ref is not None:
+        ref.requires_grad_(False)
+        ref.eval()
+    policy = Policy(model, eos_ids(tok), tok.pad_token_id, ref_model=ref)
+    samples = _samples(cfg, "train")
+    n_sft = int(cfg.get("data", {}).get("n_sft", 0))  # GRPO prompts are ones SFT did not see
+    samples = samples[n_sft:] or samples
+    examples = [
+        GRPOExample(
+            {"input_ids": torch.tensor([encode(tok, prompt_text(tok, s.evidence))])},
+            s.label,
+            {"kind": s.kind},
+        )
+        for s in samples
+    ]
+    tr = GRPOTrainer(policy, examples, lambda ids: tok.decode(ids, skip_special_tokens=True), gc)
+    if resume and tr.resume():
+        _log(f"resumed GRPO at step {tr.step}")
+    _log(
+        f"GRPO: {len(examples)} prompts, {gc.steps} steps, G={gc.num_generations}, beta={gc.beta}, lr={gc.learning_rate}"
+    )
+    tr.run()
+    out = Path(gc.output_dir)
+    save_adapter(model, lora, out, cfg.get("export", {}).get("adapter"))
+    return out / "adapter.pt"
+
+
+def run_eval(
+    cfg: dict[str, Any], cues: Path | None = None, limit: int | None = None, out: Path | None = None
+) -> dict:
+    """Evaluate each `[[eval.models]]` entry (name, gguf?, lora?) with llama.cpp, greedy, no grammar."""
+    from affectstream.engine.llm.llama import LlamaCppLM
+    from affectstream.engine.llm.prompt import chat_messages
+    from affectstream.train.cues import load_jsonl
+    from affectstream.train.evaluate import evaluate_completions, format_table, generate_llama
+    from affectstream.train.model import default_gguf
+
+    e = cfg.get("eval", {})
+    samples = load_jsonl(cues) if cues else _samples(cfg, e.get("split", "test"))
+    if limit:
+        samples = samples[:limit]
+    models = e.get("models") or [{"name": "base"}]
+    max_tokens = int(e.get("max_tokens", 64))
+    gguf = cfg.get("model", {}).get("gguf") or str(default_gguf())
+    reports, rows = {}, {}
+    out_dir = Path(out or e.get("output_dir", "runs/lite/eval")).expanduser()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for spec in models:
+        name = spec["name"]
+        lora = spec.get("lora")
+        if lora and not Path(lora).is_file():
+            _log(f"skip {name}: adapter {lora} not found")
+            continue
+        lm = LlamaCppLM(
+            spec.get("gguf") or gguf, threads=int(cfg.get("model", {}).get("threads", 2)), lora_path=lora
+        )
+        t = time.perf_counter()
+        prompts = [lm.chat_prompt(chat_messages(s.evidence, EMOTIONS)) for s in samples]
+        comps = generate_llama(lm, prompts, max_tokens=max_tokens, grammar=bool(e.get("grammar", False)))
+        lm.close()
+        rep = evaluate_completions(samples, comps, EMOTIONS)
+        rows[name] = rep
+        reports[name] = {**rep.to_dict(), "seconds": time.perf_counter() - t, "lora": lora}
+        with (out_dir / f"completions_{name}.jsonl").open("w", encoding="utf-8") as f:
+            for s, c in zip(samples, comps, strict=True):
+                f.write(
+                    json.dumps(
+                        {"id": s.id, "label": s.label, "kind": s.kind, "fast": s.fast_label, "completion": c}
+                    )
+                    + "\n"
+                )
+        _log(
+            f"{name}: format {rep.format_rate:.1f}% WAR {rep.war:.1f}% UAR {rep.uar:.1f}% ({time.perf_counter() - t:.0f} s)"
+        )
+    table = format_table(rows)
+    (out_dir / "report.json").write_text(json.dumps(reports, indent=1), encoding="utf-8")
+    (out_dir / "table.md").write_text(table + "\n", encoding="utf-8")
+    print(table)
+    return reports
+
+
+# --------------------------------------------------------------------------- CLI hooks
+
+
+def train_main(stage: str, config: str | Path, args: Any = None) -> int:
+    cfg = load_config(config)
+    resume = bool(getattr(args, "resume", False))
+    if stage == "sft":
+        run_sft(cfg, resume)
+    elif stage == "grpo":
+        run_grpo(cfg, resume)
+    else:
+        raise ValueError(f"unknown training stage {stage!r} (sft|grpo)")
+    return 0
+
+
+def eval_main(args: Any) -> int:
+    cfg = load_config(args.config) if getattr(args, "config", None) else {}
+    if getattr(args, "labels", None):
+        return _eval_label_list(args)
+    if getattr(args, "model", None):
+        cfg.setdefault("model", {})["gguf"] = str(args.model)
+        cfg.setdefault("eval", {})["models"] = [{"name": Path(args.lora).stem if args.lora else "model",
+                                                 "lora": str(args.lora) if args.lora else None}]  # fmt: skip
+    run_eval(
+        cfg,
+        cues=getattr(args, "cues", None),
+        limit=getattr(args, "limit", None),
+        out=getattr(args, "out", None),
+    )
+    return 0
+
+
+def _eval_label_list(args: Any) -> int:
+    """A label list with a third column of predictions (path,label,prediction) → the metrics."""
+    import csv
+
+    from affectstream.train.evaluate import metrics
+
+    y_true, y_pred = [], []
+    with open(args.labels, encoding="utf-8", newline="") as f:
+        for ln, row in enumerate(csv.reader(f), start=1):
+            if not row or row[0].startswith("#") or (ln == 1 and row[1:2] == ["label"]):
+                continue
+            if len(row) < 3:
+                raise ValueError(
+                    f"{args.labels}:{ln}: eval of a label list needs 'path,label,prediction' rows"
+                )
+            y_true.append(row[1].strip())
+            y_pred.append(row[2].strip())
+    labels = sorted(set(y_true)) if not set(y_true) <= set(EMOTIONS) else list(EMOTIONS)
+    rep = metrics(y_true, y_pred, labels)
+    print(json.dumps(rep.to_dict(), indent=1))
+    return 0
