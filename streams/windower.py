@@ -35,6 +35,9 @@ AUDIO_JITTER_S = 0.010
 # A frame interval this many times the typical one (and at least MIN_VIDEO_GAP_S) counts as a gap.
 VIDEO_GAP_FACTOR = 4.0
 MIN_VIDEO_GAP_S = 0.5
+# flush() emits a last partial window only if it adds at least this many hops of new time, so codec
+# padding (AAC adds ~50 ms) does not produce a window about almost nothing.
+TAIL_MIN_HOPS = 0.5
 
 
 @dataclass(slots=True)
@@ -409,8 +412,9 @@ class Windower:
 
     def flush(self) -> list[Window]:
         """End of stream: emit every window that still holds data. The last ones end where the data
-        ends (shorter than `length`); a window that would add no time beyond the previous one is not
-        emitted, so a 4.0 s clip gives [0,2) [1,3) [2,4) and a 4.5 s clip adds [3,4.5)."""
+        ends (shorter than `length`); a window that would add less than half a hop beyond the previous
+        one is not emitted, so a 4.0 s (or 4.05 s) clip gives [0,2) [1,3) [2,4) and a 4.5 s clip adds
+        [3,4.5)."""
         if self._flushed:
             return []
         self._flushed = True
@@ -435,7 +439,7 @@ class Windower:
             end = min(self._end(k), data_end)
             if end > self._end(k) - 0.5 / self.sample_rate:  # float noise on a full window
                 end = self._end(k)
-            if self._last_end is not None and end <= self._last_end + 1e-9:
+            if self._last_end is not None and end - self._last_end < TAIL_MIN_HOPS * self.hop - 1e-9:
                 self._advance(k + 1)
                 continue
             w = self._build(k, end)

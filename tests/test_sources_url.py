@@ -175,3 +175,18 @@ async def test_http_connection_cut_midway_is_reconnected(http_server: int, mpegt
 def test_redact_hides_passwords():
     assert redact("rtsp://admin:hunter2@10.0.0.5:554/s1") == "rtsp://admin:***@10.0.0.5:554/s1"
     assert redact("udp://127.0.0.1:5000") == "udp://127.0.0.1:5000"
+
+
+def test_clock_rebases_a_restarted_stream_and_counts_it():
+    from affectstream.streams.sources.pyav_decode import Clock
+
+    c = Clock()
+    first = [c(1.4 + t / 10, "v") for t in range(50)] + [c(1.4 + t / 10, "a") for t in range(50)]
+    assert first[0] == 0.0 and max(first) == pytest.approx(4.9)
+    # the encoder restarts: raw timestamps begin again at 1.4 s
+    v = c(1.4, "v")
+    a = c(1.45, "a")
+    assert c.discontinuities == 1
+    assert v == pytest.approx(4.9) and a == pytest.approx(4.95)
+    files = Clock(max_back=float("inf"))
+    assert files(10.0, "v") == 0.0 and files(7.0, "a") == -3.0 and files.discontinuities == 0

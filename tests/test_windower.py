@@ -161,6 +161,8 @@ def test_flush_emits_partial_tail_without_redundant_windows():
     assert w.stats.windows_partial == 1
     short = run(Windower("s"), audio(0, 0.3))
     assert [(x.start, x.end) for x in short] == [(0, 0.3)]
+    padded = run(Windower("s"), audio(0, 4.048))  # AAC padding: no window about 48 ms
+    assert [(x.start, x.end) for x in padded] == [(0, 2), (1, 3), (2, 4)]
 
 
 def test_out_of_order_and_duplicate_frames_inside_a_window_follow_the_rule():

@@ -8,6 +8,7 @@ is behind, so no frame of a file is ever dropped and memory stays bounded.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import AsyncIterator
@@ -108,7 +109,7 @@ class FileSource(Source):
                 tracks,
                 emit,
                 self.stats,
-                Clock(base=start if start is not None else None),
+                Clock(base=start, max_back=math.inf),
                 what=str(self.path),
                 pace=pace,
             )

@@ -95,9 +95,11 @@ class Clock:
     """Maps a track's raw seconds onto the source's clock: `ts = raw - base + offset`.
 
     The base is the first timestamp seen (or the container's start time), so files start near 0 and a
-    reconnected network stream continues where the last one stopped instead of jumping back. A jump back
-    by more than `max_back` s inside one connection (an encoder restart on a UDP/MPEG-TS stream) is a
-    discontinuity: the clock is rebased to continue from the latest time, and the jump is counted.
+    reconnected network stream continues where the last one stopped instead of jumping back. When one
+    track jumps back by more than `max_back` s against its own previous timestamp inside one connection
+    (an encoder restart on a UDP/MPEG-TS stream), that is a discontinuity: the clock is rebased so the
+    track continues from where it was, and the jump is counted. Files pass `max_back=inf`: their tracks
+    may be interleaved loosely, and their timestamps are what they are.
     """
 
     def __init__(self, offset: float = 0.0, base: float | None = None, max_back: float = 1.0) -> None:
@@ -106,15 +108,18 @@ class Clock:
         self.max_back = max_back
         self.last = -math.inf
         self.discontinuities = 0
+        self._track_last: dict[str, float] = {}
 
-    def __call__(self, raw: float) -> float:
+    def __call__(self, raw: float, track: str = "") -> float:
         if self.base is None:
             self.base = raw
         ts = raw - self.base + self.offset
-        if ts < self.last - self.max_back:
+        prev = self._track_last.get(track)
+        if prev is not None and ts < prev - self.max_back:
             self.discontinuities += 1
-            self.offset += self.last - ts
-            ts = self.last
+            self.offset += prev - ts
+            ts = prev
+        self._track_last[track] = ts
         self.last = max(self.last, ts)
         return ts
 
@@ -161,7 +166,11 @@ def decode(
             samples = o.to_ndarray().reshape(-1)
             if samples.size == 0:
                 continue
-            ts = clock(float(o.time)) if o.pts is not None else (next_a if next_a is not None else clock.last)
+            ts = (
+                clock(float(o.time), "a")
+                if o.pts is not None
+                else (next_a if next_a is not None else clock.last)
+            )
             if pace is not None:
                 pace(ts)
             emit(AudioChunk(ts, samples, SAMPLE_RATE))
@@ -188,9 +197,9 @@ def decode(
                 if packet.stream is tracks.video:
                     raw = f.time
                     if raw is not None:
-                        ts = clock(float(raw))
+                        ts = clock(float(raw), "v")
                     else:
-                        ts = (last_v + 1.0 / fps) if last_v is not None else clock(0.0)
+                        ts = (last_v + 1.0 / fps) if last_v is not None else clock(0.0, "v")
                     last_v = ts
                     if pace is not None:
                         pace(ts)
