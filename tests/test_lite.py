@@ -103,6 +103,14 @@ def test_bad_frames_and_bad_audio_never_crash(lite_analyzer):
     assert lite_analyzer.frames_bad >= before + 2  # the empty and the 2-channel frame were rejected
     # the grayscale and BGRA astronaut frames still count: a face, and it is happy
     assert len(r.faces) >= 1 and r.label == "happy"
+    for odd_audio in (
+        (beckett_audio()[: 2 * SR] * 32767).astype(np.int16),  # integer PCM by mistake
+        np.stack([beckett_audio()[: 2 * SR]] * 2, axis=1),  # stereo (N, 2)
+        np.full(2 * SR, np.inf, np.float32),
+        np.zeros(3, np.float32),
+    ):
+        ro = lite_analyzer.analyze(Window("odd-audio", 0, 0.0, 2.0, [], odd_audio))
+        check_payload(ro)
     clipped = np.clip(beckett_audio()[: 2 * SR] * 50, -1, 1).astype(np.float32)
     rc = lite_analyzer.analyze(Window("clip", 0, 0.0, 2.0, [], clipped))
     check_payload(rc)
