@@ -18,6 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,6 +197,7 @@ class Received:
     retain: bool
     qos: int
     t: float
+    dup: bool = False  # MQTT DUP flag: the broker re-delivers a message it already sent (QoS 1)
 
 
 class Collector:
@@ -236,7 +238,7 @@ class Collector:
     async def _run(self) -> None:
         while True:
             try:
-                async with aiomqtt.Client(
+                c = aiomqtt.Client(
                     HOST,
                     self.port,
                     identifier=self.client_id,
@@ -244,18 +246,34 @@ class Collector:
                     username=self.username,
                     password=self.password,
                     keepalive=5,
-                ) as c:
+                )
+                dups = self._tap_dup_flags(c)
+                async with c:
                     self.connects += 1
                     if not self._subscribed.is_set() or not self.client_id:
                         await c.subscribe(self.topic, qos=self.qos)
                         self._subscribed.set()
                     async for m in c.messages:
                         payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
+                        dup = dups.popleft() if dups else False
                         self.messages.append(
-                            Received(str(m.topic), payload, m.retain, m.qos, time.monotonic())
+                            Received(str(m.topic), payload, m.retain, m.qos, time.monotonic(), dup)
                         )
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.1)
+
+    @staticmethod
+    def _tap_dup_flags(c: aiomqtt.Client) -> deque[bool]:
+        """aiomqtt's Message drops paho's DUP flag; record it, in arrival order, from paho's callback."""
+        flags: deque[bool] = deque()
+        inner = c._client.on_message
+
+        def on_message(client: object, userdata: object, msg: object) -> None:
+            flags.append(bool(getattr(msg, "dup", False)))
+            inner(client, userdata, msg)
+
+        c._client.on_message = on_message
+        return flags
 
     def on(self, suffix: str) -> list[Received]:
         return [m for m in self.messages if m.topic.endswith(suffix)]

@@ -200,6 +200,7 @@ class MqttSink(Sink):
         self._counts = {
             "published": 0,
             "dropped": 0,
+            "requeued": 0,  # sent but unacknowledged when the connection broke: re-sent after reconnect
             "coalesced": 0,
             "skipped_offline": 0,
             "invalid": 0,
@@ -472,6 +473,7 @@ class MqttSink(Sink):
         """Put unacknowledged messages back at the head of the queue, in their original order."""
         back = [m for m in self._inflight if not m.done]
         self._inflight = []
+        self._counts["requeued"] += len(back)
         self._queue.extendleft(reversed(back))
         while len(self._queue) > self.settings.queue_max:
             self._drop(self._queue.popleft())
