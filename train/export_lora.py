@@ -61,7 +61,9 @@ def lora_tensors(
         out[name] = np.ascontiguousarray(a.astype(dtype))
     if not out:
         raise ValueError("no LoRA tensors found in the state dict")
-    missing = {n[: -len("lora_a")] for n in out} ^ {n[: -len("lora_b")] for n in out}
+    a_keys = {n.removesuffix("lora_a") for n in out if n.endswith("lora_a")}
+    b_keys = {n.removesuffix("lora_b") for n in out if n.endswith("lora_b")}
+    missing = a_keys ^ b_keys
     if missing:
         raise ValueError(f"unpaired LoRA tensors: {sorted(missing)[:4]}")
     return out

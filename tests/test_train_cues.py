@@ -1,0 +1,77 @@
+"""The synthetic cue generator: deterministic splits, label-consistent evidence, the flagged subset."""
+
+from __future__ import annotations
+
+import numpy as np
+from affectstream.engine.labels import EMOTIONS
+from affectstream.engine.llm.prompt import QUESTION
+from affectstream.train.cues import (
+    PHRASES,
+    build_splits,
+    generate,
+    load_jsonl,
+    save_jsonl,
+    target_completion,
+)
+from affectstream.train.rewards import accuracy_reward, format_reward
+
+
+def test_generation_is_deterministic_and_splits_disjoint() -> None:
+    a = [s.to_dict() for s in generate(30, seed=11)]
+    b = [s.to_dict() for s in generate(30, seed=11)]
+    assert a == b
+    sp = build_splits(40, 10, 20)
+    assert [len(sp[k]) for k in ("train", "val", "test")] == [40, 10, 20]
+    ids = [s.id for k in sp for s in sp[k]]
+    assert len(set(ids)) == len(ids)
+    prompts = {s.prompt() for s in sp["train"]}
+    assert not any(s.prompt() in prompts for s in sp["test"])
+
+
+def test_evidence_is_consistent_with_label() -> None:
+    samples = generate(400, seed=5)
+    assert {s.label for s in samples} == set(EMOTIONS)
+    clear = [s for s in samples if s.kind == "clear"]
+    assert np.mean([s.evidence.faces[0].expressions[0][0] == s.label for s in clear]) > 0.95
+    # prosody follows arousal: angry voices are more aroused than sad ones
+    ar = {
+        k: np.mean([s.evidence.arousal for s in samples if s.label == k and s.evidence.arousal is not None])
+        for k in ("angry", "sad")
+    }
+    assert ar["angry"] > ar["sad"] + 0.3
+
+
+def test_voice_decides_subset_beats_the_face() -> None:
+    samples = generate(400, seed=6)
+    vd = [s for s in samples if s.voice_decides]
+    assert 0.2 < len(vd) / len(samples) < 0.4
+    # words always carry the true label there, while the fusion rule (face + arousal) mostly misses
+    assert all(s.evidence.transcript in PHRASES[s.label] for s in vd)
+    assert np.mean([s.fast_label == s.label for s in vd]) < 0.3
+    others = [s for s in samples if s.kind in ("clear", "confusable")]
+    assert np.mean([s.fast_label == s.label for s in others]) > 0.85
+
+
+def test_targets_earn_full_reward_and_prompt_is_production() -> None:
+    for s in generate(50, seed=8):
+        t = target_completion(s)
+        assert format_reward(t) == 1.0
+        assert accuracy_reward(t, s.label) == 1.0
+        assert QUESTION in s.prompt()
+        assert f"Fast model: {s.fast_label}" in s.prompt()
+
+
+def test_jsonl_roundtrip(tmp_path) -> None:
+    samples = generate(12, seed=9)
+    p = tmp_path / "cues.jsonl"
+    assert save_jsonl(samples, p) == 12
+    back = load_jsonl(p)
+    assert [s.prompt() for s in back] == [s.prompt() for s in samples]
+    assert [(s.label, s.kind, s.fast_label) for s in back] == [
+        (s.label, s.kind, s.fast_label) for s in samples
+    ]
+    p.write_text('{"id": 1}\n')
+    import pytest
+
+    with pytest.raises(ValueError, match=r"cues\.jsonl:1"):
+        load_jsonl(p)
