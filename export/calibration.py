@@ -2,8 +2,8 @@
 
 INT8 scales are only as good as the activations they were measured on: random tensors or a blank
 frame give ranges that clip real faces. So batches here come from the same path the engine uses —
-decode a clip, cut 2 s windows every 1 s, take 8 frames at segment midpoints (R1-Omni's rule) — and
-are then preprocessed *exactly* like each encoder's own inference code:
+decode a clip, cut it with the engine's `Windower` (2 s windows every 1 s, 8 frames at segment
+midpoints, R1-Omni's rule) — and are then preprocessed *exactly* like each encoder's own inference code:
 
 - BlazeFace (`face_short` 128×128, `face_full` 192×192): whole frame letterboxed (aspect kept, centred,
   borders 0 = mid-grey) to the square input, RGB, `x / 127.5 - 1` → [-1, 1], NHWC — MediaPipe's input
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from affectstream.engine.types import SAMPLE_RATE, VideoFrame, Window
+from affectstream.engine.types import SAMPLE_RATE, AudioChunk, VideoFrame, Window
 
 PREPROC_VERSION = 1  # bump when any preprocessing below changes: it is part of the calibration id
 
@@ -43,18 +43,21 @@ def read_windows(
     max_windows: int | None = None,
     stream_id: str = "calib",
 ) -> list[Window]:
-    """Decode `source` with PyAV and cut it into windows the way the engine's windower does.
+    """Decode `source` with PyAV and cut it with the engine's own `Windower` (same grid, same frames).
 
-    Each window holds `n_frames` frames at the midpoints of `n_frames` equal segments and the 16 kHz
-    mono audio covering it. Used offline (calibration, accuracy checks), so the whole clip is decoded.
+    Frames become `VideoFrame`s (BGR) and audio is resampled to 16 kHz mono `AudioChunk`s in demux
+    order, exactly what the file source hands the windower. Used offline (calibration, accuracy
+    checks), so the whole clip is decoded; `max_windows` bounds the result.
     """
     import av
+    from affectstream.streams.windower import Windower
 
     source = Path(source)
     if not source.is_file():
         raise CalibrationError(f"calibration source not found: {source}")
-    frames: list[VideoFrame] = []
-    audio: list[np.ndarray] = []
+    win = Windower(stream_id, length, hop, n_frames)
+    out: list[Window] = []
+    n_video = 0
     try:
         with av.open(str(source)) as c:
             vs = c.streams.video[0] if c.streams.video else None
@@ -63,33 +66,25 @@ def read_windows(
                 raise CalibrationError(f"{source}: no video track (calibration needs frames)")
             res = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE) if as_ else None
             for frame in c.decode(*(s for s in (vs, as_) if s is not None)):
+                items: list[VideoFrame | AudioChunk] = []
                 if isinstance(frame, av.VideoFrame):
-                    ts = float(frame.time) if frame.time is not None else len(frames) / 25.0
-                    frames.append(VideoFrame(ts, frame.to_ndarray(format="bgr24"), len(frames)))
+                    ts = float(frame.time) if frame.time is not None else n_video / 25.0
+                    items.append(VideoFrame(ts, frame.to_ndarray(format="bgr24"), n_video))
+                    n_video += 1
                 elif res is not None:
                     for r in res.resample(frame):
-                        audio.append(r.to_ndarray().reshape(-1))
+                        t = float(r.time) if r.time is not None else 0.0
+                        items.append(AudioChunk(t, r.to_ndarray().reshape(-1).astype(np.float32)))
+                for it in items:
+                    out += win.push(it)
+                if max_windows is not None and len(out) >= max_windows:
+                    return out[:max_windows]
     except av.error.FFmpegError as e:
         raise CalibrationError(f"{source}: cannot decode ({e})") from e
-    if not frames:
+    if n_video == 0:
         raise CalibrationError(f"{source}: no decodable video frames")
-    pcm = np.concatenate(audio).astype(np.float32) if audio else np.zeros(0, np.float32)
-    t0, t_end = frames[0].ts, frames[-1].ts
-    duration = max(t_end - t0, 0.0)
-    starts = [t0 + k * hop for k in range(int(max(0.0, duration - length) // hop) + 1)]
-    if duration < length:
-        starts = [t0]  # short clip: one (shorter) window rather than none
-    ts = np.array([f.ts for f in frames])
-    out: list[Window] = []
-    for i, s in enumerate(starts):
-        seg = length / n_frames
-        mids = s + seg * (np.arange(n_frames) + 0.5)
-        picks = [frames[int(np.argmin(np.abs(ts - m)))] for m in mids]
-        a0, a1 = int((s - t0) * SAMPLE_RATE), int((s - t0 + length) * SAMPLE_RATE)
-        out.append(Window(stream_id, i, s, s + length, picks, pcm[a0:a1]))
-        if max_windows is not None and len(out) >= max_windows:
-            break
-    return out
+    out += win.flush()
+    return out if max_windows is None else out[:max_windows]
 
 
 def source_id(source: Path) -> str:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from affectstream.engine.runtimes.base import RuntimeUnavailable
+from affectstream.engine.runtimes.base import ModelFileError, RuntimeUnavailable
 from affectstream.engine.runtimes.engine_cache import (
     DeviceIdentity,
     EngineCache,
@@ -538,7 +538,10 @@ def main_from_args(args: argparse.Namespace) -> int:
     except (BuildError, RuntimeUnavailable) as e:
         print(f"affectstream: export tensorrt: {e}", file=sys.stderr)
         return 2
-    except Exception as e:  # ModelFileError (profile not prepared) and friends: one line, no traceback
+    except ModelFileError as e:  # profile not prepared / damaged: the message names the fix
+        print(f"affectstream: export tensorrt: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # anything else: still one line, no traceback
         print(f"affectstream: export tensorrt: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     for r in results:

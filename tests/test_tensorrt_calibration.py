@@ -29,8 +29,8 @@ def face_boxes(lite_profile: Path):
 
 
 def test_windows_follow_the_engine_rule(windows) -> None:
-    # 4 s at 15 fps, 2 s windows every 1 s → starts 0, 1 (the clip's last frame is at 3.93 s).
-    assert [w.index for w in windows] == [0, 1]
+    # 4 s at 15 fps cut by the engine's own Windower: 2 s windows every 1 s → [0,2), [1,3), [2,4).
+    assert [(w.index, w.start) for w in windows] == [(0, 0.0), (1, 1.0), (2, 2.0)]
     for w in windows:
         assert w.end - w.start == pytest.approx(2.0)
         assert len(w.frames) == 8
