@@ -95,5 +95,3 @@ def trt_missing_reason() -> str | None:
     if not torch.cuda.is_available():
         return "no CUDA device visible"
     return None
-
-
