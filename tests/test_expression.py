@@ -145,3 +145,20 @@ def test_square_box_is_square_and_centered():
     x1, y1, x2, y2 = square_box((10, 20, 50, 100), margin=0.1)
     assert x2 - x1 == y2 - y1 == 96
     assert abs((x1 + x2) / 2 - 30) <= 0.5 and abs((y1 + y2) / 2 - 60) <= 0.5
+
+
+def test_crop_partly_outside_matches_padded_reference():
+    """The efficient crop equals padding the frame first (edge replication) and cropping normally."""
+    import cv2
+
+    g = to_gray(astronaut_bgr())
+    for box in [(-40, -30, 60, 90), (450, 400, 560, 530), (100, 100, 200, 200)]:
+        got = crop_face(g, box, 0.1)
+        x1, y1, x2, y2 = square_box(box, 0.1)
+        pad = 200
+        big = cv2.copyMakeBorder(g, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        ref = cv2.resize(
+            big[y1 + pad : y2 + pad, x1 + pad : x2 + pad], (64, 64), interpolation=cv2.INTER_AREA
+        )
+        assert got.shape == (64, 64)
+        assert np.abs(got.astype(int) - ref.astype(int)).mean() < 6

@@ -52,7 +52,11 @@ def square_box(box: Sequence[float], margin: float = DEFAULT_MARGIN) -> tuple[in
 
 
 def crop_face(gray: np.ndarray, box: Sequence[float], margin: float = DEFAULT_MARGIN) -> np.ndarray:
-    """64×64 uint8 crop of `gray` around `box`; parts outside the frame are filled by edge replication."""
+    """64×64 uint8 crop of `gray` around `box`; parts outside the frame are filled by edge replication.
+
+    Only the in-frame part is resized, then padded at 64×64 scale: a box far larger than the frame
+    (e.g. on a 10×10000 frame) never allocates its full square at frame resolution.
+    """
     h, w = gray.shape[:2]
     x1, y1, x2, y2 = square_box(box, margin)
     side = max(1, x2 - x1)
@@ -60,12 +64,19 @@ def crop_face(gray: np.ndarray, box: Sequence[float], margin: float = DEFAULT_MA
     if ix2 <= ix1 or iy2 <= iy1:
         return np.zeros((INPUT_SIZE, INPUT_SIZE), np.uint8)
     patch = gray[iy1:iy2, ix1:ix2]
-    if (ix1, iy1, ix2, iy2) != (x1, y1, x2, y2):
-        patch = cv2.copyMakeBorder(
-            patch, iy1 - y1, y2 - iy2, ix1 - x1, x2 - ix2, borderType=cv2.BORDER_REPLICATE
-        )
-    interp = cv2.INTER_AREA if side > INPUT_SIZE else cv2.INTER_LINEAR
-    return cv2.resize(patch, (INPUT_SIZE, INPUT_SIZE), interpolation=interp)
+    if (ix1, iy1, ix2, iy2) == (x1, y1, x2, y2):
+        interp = cv2.INTER_AREA if side > INPUT_SIZE else cv2.INTER_LINEAR
+        return cv2.resize(patch, (INPUT_SIZE, INPUT_SIZE), interpolation=interp)
+    s = INPUT_SIZE / side
+    left, top = round((ix1 - x1) * s), round((iy1 - y1) * s)
+    pw = min(INPUT_SIZE - left, max(1, round((ix2 - ix1) * s)))
+    ph = min(INPUT_SIZE - top, max(1, round((iy2 - iy1) * s)))
+    left, top = min(left, INPUT_SIZE - pw), min(top, INPUT_SIZE - ph)
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    small = cv2.resize(patch, (pw, ph), interpolation=interp)
+    return cv2.copyMakeBorder(
+        small, top, INPUT_SIZE - ph - top, left, INPUT_SIZE - pw - left, borderType=cv2.BORDER_REPLICATE
+    )
 
 
 class ExpressionModel:
