@@ -246,3 +246,17 @@ async def test_home_assistant_discovery(mosquitto: Mosquitto) -> None:
     assert cfg["availability_topic"] == "affectstream/ha-node/available"
     assert cfg["value_template"] == "{{ value_json.label }}"
     await sink.close()
+
+
+async def test_close_with_a_backlog_is_bounded_and_still_says_offline(mosquitto: Mosquitto) -> None:
+    sink = MqttSink(mosquitto.url, node_id=NODE, window_qos=1, queue_max=50_000)
+    await sink.start()
+    for i in range(10_000):  # several seconds of QoS 1 work here: far more than the flush budget
+        await sink.publish_event({"i": i})
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await sink.close(flush_timeout_s=0.5)
+    assert loop.time() - t0 < 3.5  # flush budget + goodbye budget, never the whole backlog
+    assert sink.pending > 0  # reported, not silently claimed delivered
+    got = await retained_now(mosquitto.port, f"{PREFIX}/available")
+    assert got[f"{PREFIX}/available"] == b"offline"

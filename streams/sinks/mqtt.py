@@ -195,6 +195,7 @@ class MqttSink(Sink):
         self._connected = asyncio.Event()
         self._first_attempt = asyncio.Event()
         self._closing = False
+        self._abandon = False  # close() ran out of time: stop draining, just say `offline` and go
         self._pending = 0  # queued + in flight, not yet acknowledged (kept O(1) for wait_idle)
         self._task: asyncio.Task[None] | None = None
         self._counts = {
@@ -269,14 +270,21 @@ class MqttSink(Sink):
             return
         self._closing = True
         self._wake.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), flush_timeout_s)
-        except asyncio.TimeoutError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        except Exception as exc:  # the task never raises by design; be safe anyway
-            log.warning("mqtt: sink task ended with %s", exc)
+        for stage, timeout in (("flush", flush_timeout_s), ("goodbye", 2.0)):
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+                break
+            except asyncio.TimeoutError:
+                if stage == "flush":  # still connected but slow: skip the backlog, publish `offline`
+                    self._abandon = True
+                    self._wake.set()
+                    continue
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            except Exception as exc:  # the task never raises by design; be safe anyway
+                log.warning("mqtt: sink task ended with %s", exc)
+                break
         if self.pending:
             log.warning("mqtt: %d message(s) not delivered at shutdown (broker unreachable)", self.pending)
         self._task = None
@@ -511,7 +519,7 @@ class MqttSink(Sink):
     async def _drain(self, client: aiomqtt.Client) -> None:
         s = self.settings
         while True:
-            while self._queue:
+            while self._queue and not self._abandon:
                 batch: list[_Msg] = []
                 while self._queue and len(batch) < s.max_inflight:
                     m = self._queue.popleft()
