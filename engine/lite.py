@@ -49,6 +49,7 @@ class FrameFeatures:
     probs: np.ndarray  # (k, 7)
     tracks: list[int] = field(default_factory=list)
     error: str | None = None  # why the frame was skipped (bad input), if it was
+    actions: list[dict[str, float] | None] = field(default_factory=list)  # face-mesh cues per face
 
 
 class LruCache:
@@ -208,6 +209,7 @@ class LiteAnalyzer(AnalyzerBase):
         cache_frames: int = 1024,
         verify: bool = True,
         warmup: bool = True,
+        actions: bool = True,
         face_detector: Any = None,
     ) -> None:
         from affectstream.engine.profile import Profile
@@ -229,6 +231,7 @@ class LiteAnalyzer(AnalyzerBase):
         if face_detector is None:
             face_detector = self._build_detector(detector, max_faces, min_face)
         self.detector = face_detector
+        self.mesh = self._build_mesh() if actions and self.prof.has("face_mesh") else None
         self._tracks = _StreamTracks()
         self.cache = LruCache(cache_frames)
         # overlapping windows share audio too: run Silero once per stream over time (off with the cache)
@@ -252,6 +255,15 @@ class LiteAnalyzer(AnalyzerBase):
         rng = np.random.default_rng(0)
         self._detect([rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)] * 2)
         self.expression.predict(np.zeros((2, 64, 64), np.uint8))
+        if self.mesh is not None:
+            from affectstream.engine.models.face_detector import FaceDetection
+
+            fake = FaceDetection(
+                np.array([80, 60, 200, 180], np.float32),
+                0.9,
+                np.array([[110, 100], [170, 100]] + [[140, 130]] * 4, np.float32),
+            )
+            self._mesh_actions([np.zeros((240, 320, 3), np.uint8)], [[fake]])
         noise = rng.normal(0, 0.05, 16_000).astype(np.float32)
         self.vad.analyze(noise)
         analyze_prosody(noise, [(0.0, 1.0)])
@@ -264,7 +276,7 @@ class LiteAnalyzer(AnalyzerBase):
         (detector, max_faces, min_face, threads, transcript); `kw` overrides any of them."""
         opts: dict[str, Any] = {}
         if settings is not None:
-            for k in ("detector", "max_faces", "min_face", "threads", "transcript"):
+            for k in ("detector", "max_faces", "min_face", "threads", "transcript", "actions"):
                 if hasattr(settings, k):
                     opts[k] = getattr(settings, k)
         opts.update(kw)
@@ -281,6 +293,14 @@ class LiteAnalyzer(AnalyzerBase):
         return TorchRuntime(
             load_hdf5(self.prof.path("expression_hdf5")), ["input"], ["probs"], threads=self.threads
         )
+
+    def _build_mesh(self) -> Any:
+        """Face mesh for facial actions (explainable cues); optional, so a failure only disables cues."""
+        from affectstream.engine.models.face_mesh import FaceMesh
+
+        if self.runtime_pref == "torch":
+            return None  # the torch reference path measures the encoders the issue names, without cues
+        return FaceMesh.from_profile(self.prof, prefer=self.runtime_pref, threads=self.threads)
 
     def _build_detector(self, which: str, max_faces: int, min_face: int) -> Any:
         from affectstream.engine.models.face_detector import FaceDetector
@@ -304,7 +324,10 @@ class LiteAnalyzer(AnalyzerBase):
     # ---- the per-frame stage (detect + classify), cached -------------------------------------------
 
     def _frame_features(
-        self, items: list[tuple[FrameKey, VideoFrame]], lat: dict[str, float]
+        self,
+        items: list[tuple[FrameKey, VideoFrame]],
+        lat: dict[str, float],
+        mesh_keys: set[FrameKey] | None = None,
     ) -> dict[FrameKey, FrameFeatures]:
         out: dict[FrameKey, FrameFeatures] = {}
         todo: list[tuple[FrameKey, np.ndarray]] = []
@@ -349,11 +372,22 @@ class LiteAnalyzer(AnalyzerBase):
             per_frame.append((boxes, scores))
         probs = self.expression.predict(np.concatenate(crops)) if crops else np.zeros((0, 7), np.float32)
         t2 = time.perf_counter()
+        acts: list[list[dict[str, float] | None]] = [[None] * len(d) for d in dets]
+        sel = [j for j, (k, _) in enumerate(todo) if dets[j] and (mesh_keys is None or k in mesh_keys)]
+        if sel and self.mesh is not None:
+            for j, a in zip(
+                sel, self._mesh_actions([images[j] for j in sel], [dets[j] for j in sel]), strict=True
+            ):
+                acts[j] = a
+        t3 = time.perf_counter()
         owners_a = np.asarray(owners, int)
         for j, (key, _img) in enumerate(todo):
             boxes, scores = per_frame[j]
             ff = FrameFeatures(
-                boxes, scores, probs[owners_a == j] if len(owners_a) else np.zeros((0, 7), np.float32)
+                boxes,
+                scores,
+                probs[owners_a == j] if len(owners_a) else np.zeros((0, 7), np.float32),
+                actions=acts[j],
             )
             out[key] = ff
             self.cache.put(key, ff)
@@ -361,7 +395,22 @@ class LiteAnalyzer(AnalyzerBase):
         self.faces_classified += len(probs)
         lat["detect"] = lat.get("detect", 0.0) + (t1 - t0) * 1000
         lat["expression"] = lat.get("expression", 0.0) + (t2 - t1) * 1000
+        if self.mesh is not None:
+            lat["mesh"] = lat.get("mesh", 0.0) + (t3 - t2) * 1000
         return out
+
+    def _mesh_actions(
+        self, images: list[np.ndarray], dets: list[list[Any]]
+    ) -> list[list[dict[str, float] | None]]:
+        """Facial actions per detected face (one batched mesh call), or None per face when disabled."""
+        if self.mesh is None:
+            return [[None] * len(d) for d in dets]
+        try:
+            res = self.mesh.run(images, dets)
+        except Exception as e:  # cues are optional: never lose the window's expression for them
+            log.warning("face mesh failed (%s); no facial actions for this batch", e)
+            return [[None] * len(d) for d in dets]
+        return [[r.actions if r is not None else None for r in row] for row in res]
 
     def _detect(self, images: list[np.ndarray]) -> list[list[Any]]:
         try:
@@ -447,7 +496,14 @@ class LiteAnalyzer(AnalyzerBase):
             t_start = time.perf_counter()
             lat: dict[str, float] = {}
             items = [(frame_key(w.stream_id, f), f) for w in windows for f in w.frames]
-            feats = self._frame_features(items, lat)
+            # facial actions are cues, not scores: the mesh runs on one frame per window (its newest), which
+            # keeps its cost (~20 ms/face on a loaded 2-core CPU) off most frames
+            mesh_keys = {
+                frame_key(w.stream_id, max(w.frames, key=lambda f: (f.ts, f.index)))
+                for w in windows
+                if w.frames
+            }
+            feats = self._frame_features(items, lat, mesh_keys)
             voices = self._voice(windows, lat)
             results = []
             t_f = time.perf_counter()
@@ -478,10 +534,12 @@ class LiteAnalyzer(AnalyzerBase):
                 continue
             ids = self._tracks.assign(key, ff.boxes)
             for k, tid in enumerate(ids):
-                d = per_track.setdefault(tid, {"p": [], "s": [], "box": None})
+                d = per_track.setdefault(tid, {"p": [], "s": [], "box": None, "a": []})
                 d["p"].append(ff.probs[k])
                 d["s"].append(ff.det_scores[k])
                 d["box"] = ff.boxes[k]
+                if k < len(ff.actions) and ff.actions[k]:
+                    d["a"].append(ff.actions[k])
         tracks = []
         for tid, d in per_track.items():
             b = d["box"]
@@ -495,6 +553,7 @@ class LiteAnalyzer(AnalyzerBase):
                 )
             )
         tracks.sort(key=lambda t: (-t.weight(), t.track))
+        track_actions = {int(tid): _mean_actions(d["a"]) for tid, d in per_track.items()}
         v_ev = VoiceEvidence(voice.speech_ratio, voice.arousal) if voice is not None else None
         fused = fuse(tracks, v_ev)
         faces = []
@@ -508,6 +567,7 @@ class LiteAnalyzer(AnalyzerBase):
                     label=EMOTIONS[i],
                     score=float(p[i]),
                     scores={k: float(v) for k, v in zip(EMOTIONS, p, strict=True)},
+                    actions=track_actions.get(t.track),
                 )
             )
         return WindowResult(
@@ -530,6 +590,8 @@ class LiteAnalyzer(AnalyzerBase):
             "expression": self.expression.runtime.describe().to_dict(),
             "vad": self.vad.runtime.describe().to_dict(),
         }
+        if self.mesh is not None:
+            info["face_mesh"] = self.mesh.runtime.describe().to_dict()
         drt = getattr(self.detector, "runtime", None)
         if drt is not None and hasattr(drt, "describe"):
             info["face"] = drt.describe().to_dict()
@@ -546,6 +608,14 @@ class LiteAnalyzer(AnalyzerBase):
         if self.transcriber is not None:
             self.transcriber.close()
             self.transcriber = None
+
+
+def _mean_actions(rows: list[dict[str, float]]) -> dict[str, float] | None:
+    """Per-track facial actions: the mean of each cue over the frames where the mesh found the face."""
+    if not rows:
+        return None
+    keys = sorted({k for r in rows for k in r})
+    return {k: float(np.mean([r[k] for r in rows if k in r])) for k in keys}
 
 
 def build(profile_dir: str | Path, **kw: Any) -> LiteAnalyzer:

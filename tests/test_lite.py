@@ -244,3 +244,18 @@ def test_cache_never_serves_stale_frames_after_a_clock_restart(lite_prof, astro_
     a.analyze(window("restart", 2, [no_face_bgr()] * 8, first=40))
     again = a.analyze(window("restart", 3, astro_frames[:8]))
     assert len(again.faces) == 1 and again.faces[0].track > 0 and again.label == "happy"
+
+
+def test_facial_actions_from_the_mesh(lite_analyzer, lite_prof, astro_frames):
+    if not lite_prof.has("face_mesh"):
+        pytest.skip("profile has no face_mesh component")
+    r = lite_analyzer.analyze(window("acts", 0, astro_frames[:8]))
+    p = check_payload(r)
+    acts = p["faces"][0]["actions"]
+    assert {"mouth_open", "smile_width", "mouth_corner_lift", "eye_open", "brow_raise"} <= set(acts)
+    assert all(np.isfinite(v) for v in acts.values())
+    assert acts["mouth_corner_lift"] > 0  # the astronaut smiles: mouth corners above the lip centre
+    assert "mesh" in r.latency_ms
+    plain = LiteAnalyzer(lite_prof, threads=1, actions=False)
+    rp = plain.analyze(window("acts", 0, astro_frames[:8]))
+    assert rp.faces[0].actions is None and "mesh" not in rp.latency_ms
