@@ -3,7 +3,8 @@
 Per call (one window, or several windows of several streams):
 1. frames not seen before are detected in ONE batched detector call (BlazeFace ONNX),
 2. every face crop of every new frame is classified in ONE batched expression call,
-3. each frame's detections get stable track ids from its stream's IoU tracker (once per frame),
+3. each frame's detections get stable track ids from its stream's IoU tracker (once per frame), and
+   the newest frame of each window gets facial actions from the face mesh (explainable cues),
 4. the audio of all windows goes through Silero VAD together (batch axis = windows), then prosody,
 5. per-track aggregation + voice cues are fused (`engine/fusion.py`).
 
