@@ -4,6 +4,7 @@ local HTTP server (whole, and dropping the connection mid-stream), and a refused
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import http.server
 import shutil
@@ -58,6 +59,8 @@ async def test_udp_stream_decodes_live_frames_and_audio(mpegts_clip: Path):
     finally:
         await src.close()
         pusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pusher
     assert all(f.image.shape == (384, 384, 3) and f.image.dtype == np.uint8 for f in video)
     assert [f.ts for f in video] == sorted(f.ts for f in video)
     assert all(isinstance(a, AudioChunk) and a.sample_rate == 16_000 for a in audio)
@@ -91,10 +94,13 @@ async def test_udp_stream_that_drops_is_reconnected_with_a_continuous_clock(mpeg
     finally:
         await src.close()
         pusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pusher
     assert src.stats.reconnects == 1
     before, after = video[: reconnect_at - 1], video[reconnect_at:]
     assert after[0].ts > before[-1].ts + 1.0  # the clock went on through the gap, not back to 0
-    assert [f.index for f in video] == list(range(len(video)))
+    idx = [f.index for f in video]
+    assert idx == sorted(set(idx))  # frame numbering continues across the reconnect (live drops allowed)
 
 
 async def test_refused_connection_gives_up_after_bounded_retries():
@@ -154,9 +160,14 @@ def http_server(mpegts_clip: Path) -> Iterator[int]:
 @needs_ffmpeg
 async def test_http_stream_plays_to_its_end(http_server: int, mpegts_clip: Path):
     src = UrlSource(f"http://127.0.0.1:{http_server}/{mpegts_clip.name}", "http", max_retries=0)
-    items = [i async for i in src]
+    assert not src.live  # HTTP is read with back-pressure: a fast decoder must not drop frames
+    items = []
+    async for i in src:
+        items.append(i)
+        await asyncio.sleep(0.001)  # a consumer slower than the decoder
     video = [i for i in items if isinstance(i, VideoFrame)]
-    assert len(video) == 60 and src.stats.reconnects == 0 and src.stats.errors == 0
+    assert len(video) == 60 and [f.index for f in video] == list(range(60))
+    assert src.stats.reconnects == 0 and src.stats.errors == 0 and src.stats.dropped_frames == 0
 
 
 @needs_ffmpeg
@@ -190,3 +201,46 @@ def test_clock_rebases_a_restarted_stream_and_counts_it():
     assert v == pytest.approx(4.9) and a == pytest.approx(4.95)
     files = Clock(max_back=float("inf"))
     assert files(10.0, "v") == 0.0 and files(7.0, "a") == -3.0 and files.discontinuities == 0
+
+
+@needs_ffmpeg
+async def test_rtsp_stream_pushed_by_ffmpeg(mpegts_clip: Path):
+    """RTSP with the source in listen mode on 127.0.0.1 and ffmpeg publishing to it (no RTSP server
+    package is available here; the demuxing and decoding path is the same as for a camera's RTSP)."""
+    url = f"rtsp://127.0.0.1:{free_loopback_port()}/live"
+    src = UrlSource(
+        url,
+        "rtsp",
+        options={"rtsp_flags": "listen", "listen_timeout": "10"},
+        open_timeout=12,
+        read_timeout=3,
+        max_retries=0,
+    )
+
+    async def publish():
+        await asyncio.sleep(0.5)
+        args = ["-hide_banner", "-loglevel", "quiet", "-re", "-i", str(mpegts_clip), "-c", "copy"]
+        proc = await asyncio.create_subprocess_exec(
+            FFMPEG, *args, "-f", "rtsp", "-rtsp_transport", "tcp", url
+        )
+        try:
+            await proc.wait()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+    pub = asyncio.create_task(publish())
+    video, audio = [], []
+    try:
+        async for item in src:
+            (video if isinstance(item, VideoFrame) else audio).append(item)
+            if len(video) >= 20 and audio:
+                break
+    finally:
+        await src.close()
+        pub.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pub
+    assert all(f.image.shape == (384, 384, 3) for f in video)
+    assert audio[0].sample_rate == 16_000 and audio[0].samples.dtype == np.float32

@@ -7,6 +7,11 @@ refused, nothing sent) gives up after `max_retries` attempts in a row with one c
 A clean end of stream over HTTP(S) is the end of a finite resource (a file, an HLS playlist that
 ended) and ends the source normally; on other protocols, or when a known duration was not reached, it
 counts as a drop and the source reconnects (`end_on_eof` overrides this).
+
+Pacing: RTSP/UDP/RTMP/SRT streams are live (the sender sets the pace; frames the engine cannot take in
+time are dropped, counted). HTTP(S) is read with back-pressure like a file, since it is mostly a file or
+a playlist that the decoder could otherwise read faster than the engine analyses it; TCP flow control
+slows a live HTTP sender instead (`live` overrides this).
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ class UrlSource(Source):
         options: dict[str, str] | None = None,
         queue_size: int = 8,
         end_on_eof: bool | None = None,
+        live: bool | None = None,
     ) -> None:
         super().__init__(stream_id)
         if max_retries < 0:
@@ -84,7 +90,9 @@ class UrlSource(Source):
         self.options = {**default_options(url), **(options or {})}
         self.queue_size = queue_size
         scheme = urlsplit(url).scheme.lower()
-        self.end_on_eof = scheme in ("http", "https") if end_on_eof is None else end_on_eof
+        is_http = scheme in ("http", "https")
+        self.end_on_eof = is_http if end_on_eof is None else end_on_eof
+        self.live = (not is_http) if live is None else live
         self._feed: ThreadFeed | None = None
 
     def _delay(self, attempt: int) -> float:
@@ -159,7 +167,7 @@ class UrlSource(Source):
 
     def __aiter__(self) -> AsyncIterator[MediaItem]:
         self._feed = ThreadFeed(
-            self._produce, what=self.what, stats=self.stats, live=True, maxsize=self.queue_size
+            self._produce, what=self.what, stats=self.stats, live=self.live, maxsize=self.queue_size
         )
         return self._feed.items()
 
