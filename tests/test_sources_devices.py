@@ -47,7 +47,8 @@ async def test_camera_that_disappears_mid_stream_reconnects_then_fails(tmp_path:
     assert src.stats.errors >= 1
     assert "2 attempts" in str(e.value)
     ts = [f.ts for f in frames]
-    assert ts == sorted(ts) and [f.index for f in frames] == list(range(len(frames)))
+    idx = [f.index for f in frames]
+    assert ts == sorted(ts) and idx == sorted(set(idx))  # live: drops allowed, order kept
 
 
 async def test_virtual_mic_delivers_the_exact_samples_in_real_time(virtual_mic: np.ndarray):
