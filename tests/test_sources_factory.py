@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from affectstream.streams.sources.base import SourceError
 from affectstream.streams.sources.camera import CameraSource
-from affectstream.streams.sources.factory import make_source, parse_source, parse_sources
+from affectstream.streams.sources.factory import make_source, make_sources, parse_source, parse_sources
 from affectstream.streams.sources.file import FileSource
 from affectstream.streams.sources.mic import MicSource
 from affectstream.streams.sources.url import UrlSource
@@ -80,3 +80,17 @@ def test_existing_file_with_equals_sign_is_a_file(tmp_path: Path, clip_av: Path)
     odd.write_bytes(clip_av.read_bytes())
     p = parse_source(str(odd))
     assert p.kind == "file" and p.target == str(odd) and p.stream_id == "take-2"
+
+
+def test_make_sources_opens_the_good_ones_and_reports_the_bad(
+    tmp_path: Path, clip_av: Path, clip_video_only: Path
+):
+    (tmp_path / "clip.mp4").write_bytes(clip_video_only.read_bytes())
+    specs = [str(clip_av), str(tmp_path / "clip.mp4"), "x=missing.mp4", "ftp://h/a", "x=camera:0", "av=mic"]
+    sources, errors = make_sources(specs)
+    ids = [s.stream_id for s in sources]
+    assert ids == ["av-2", "clip", "av"]  # the default id that collides with an explicit name moves
+    reasons = dict(errors)
+    assert "no such file" in reasons["x=missing.mp4"]
+    assert "unsupported URL scheme" in reasons["ftp://h/a"]
+    assert "used twice" in reasons["x=camera:0"]

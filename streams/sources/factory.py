@@ -152,3 +152,40 @@ def open_source(spec: SourceSpec | str, *, realtime: bool = False, **options: An
 
 # The name the engine's CLI imports.
 make_source = open_source
+
+
+def make_sources(specs: list[str], *, realtime: bool = False) -> tuple[list[Source], list[tuple[str, str]]]:
+    """Open several SOURCEs as one run: unique stream ids (default ids that collide get `-2`, `-3`…),
+    and each SOURCE that cannot be used gives `(spec, one-line reason)` while the others still open."""
+    errors: list[tuple[str, str]] = []
+    parsed: list[tuple[str, SourceSpec]] = []
+    for s in specs:
+        try:
+            parsed.append((s, parse_source(s)))
+        except SourceError as e:
+            errors.append((s, str(e)))
+    taken: set[str] = set()
+    named = [(s, p) for s, p in parsed if _has_name(s)]
+    unique: list[tuple[str, SourceSpec]] = []
+    for s, p in named:
+        if p.stream_id in taken:
+            errors.append((s, f"stream name {p.stream_id!r} used twice"))
+            continue
+        taken.add(p.stream_id)
+    for s, p in parsed:
+        if _has_name(s):
+            if not any(e[0] == s for e in errors):
+                unique.append((s, p))
+            continue
+        sid, i = p.stream_id, 2
+        while sid in taken:
+            sid, i = f"{p.stream_id}-{i}", i + 1
+        taken.add(sid)
+        unique.append((s, SourceSpec(p.kind, p.target, sid, p.device)))
+    sources: list[Source] = []
+    for s, p in unique:
+        try:
+            sources.append(open_source(p, realtime=realtime))
+        except SourceError as e:
+            errors.append((s, str(e)))
+    return sources, errors
