@@ -26,8 +26,14 @@ echo ">> pip install torch==2.13.0 (CPU)"
 $PY -m pip install -q "torch==2.13.0"
 EXTRAS="export,llm,transcript,mic"
 [ "$DEV" = 1 ] && EXTRAS="$EXTRAS,webrtc,train,omni,dev"
-if ! $PY -c "import llama_cpp" 2>/dev/null; then
-  echo ">> building llama-cpp-python from source (about 7 minutes on 2 cores, once)"
+# llama.cpp is built from source. Not -march=native: on CPUs that report AMX, a native build emits AMX
+# tile instructions that sandboxes and some kernels refuse ("Illegal instruction", seen here); AVX2/FMA/F16C
+# is portable across x86-64-v3 machines. A wheel cached from a native build must not be reused.
+LLAMA_CMAKE_ARGS=${LLAMA_CMAKE_ARGS:-"-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"}
+if [ "$(uname -m)" = "x86_64" ] && ! $PY -c "import llama_cpp" 2>/dev/null; then
+  echo ">> building llama-cpp-python 0.3.36 from source (about 7 minutes on 2 cores, once)"
+  $PY -m pip cache remove llama_cpp_python >/dev/null 2>&1 || true
+  CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) $PY -m pip install -q "llama-cpp-python==0.3.36"
 fi
 echo ">> pip install -e .[$EXTRAS]"
 CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) $PY -m pip install -q -e ".[$EXTRAS]"

@@ -8,7 +8,7 @@ from typing import Any
 from affectstream.engine.types import ReasoningResult, WindowResult
 
 
-class Sink(ABC):
+class Sink(ABC):  # noqa: B024 - every hook has a sensible no-op default
     async def start(self) -> None:
         return None
 
