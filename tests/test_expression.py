@@ -162,3 +162,26 @@ def test_crop_partly_outside_matches_padded_reference():
         )
         assert got.shape == (64, 64)
         assert np.abs(got.astype(int) - ref.astype(int)).mean() < 6
+
+
+def test_native_pooling_equals_explicit_same_padding(fer_torch):
+    """The exported graph pools with MaxPool's own padding; it must equal Keras' explicit SAME padding."""
+    import copy
+
+    import torch
+
+    explicit = copy.deepcopy(fer_torch)
+    for b in explicit.blocks:
+        b.pool_native = None
+    assert all(b.pool_native is not None for b in fer_torch.blocks)
+    x = torch.rand(6, 1, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(fer_torch(x), explicit(x))
+
+
+def test_exported_graph_has_no_pad_ops(fer_hdf5, tmp_path: Path):
+    import onnx
+
+    out = export_fer_onnx(fer_hdf5, tmp_path / "e.onnx")
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert "Pad" not in ops and "MaxPool" in ops
