@@ -20,6 +20,9 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+# torch's OpenMP workers otherwise busy-wait after each call and steal the cores from the method timed
+# next in the interleaved loop; PASSIVE makes each method pay only for its own work.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _interleaved(fns: dict[str, Callable[[], object]], frames: int, repeat: int) -> dict[str, float]:
