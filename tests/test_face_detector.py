@@ -146,3 +146,13 @@ def test_unknown_model_name(lite_profile: Path) -> None:
 
     with pytest.raises((ValueError, ModelFileError)):
         FaceDetector.from_profile(lite_profile, model="huge")
+
+
+def test_full_range_finds_a_small_face_in_a_1080p_frame(full: FaceDetector) -> None:
+    """1080p frames take the fast two-step downscale; the face (~10 % of the width) must still be found."""
+    big = np.full((1080, 1920, 3), 90, np.uint8)
+    big[28:1052, 448:1472] = cv2.resize(astronaut_bgr(), (1024, 1024))
+    faces = full.detect(big)
+    assert len(faces) == 1
+    expected = ASTRONAUT_FACE * 2 + np.array([448, 28, 448, 28], np.float32)
+    assert iou(faces[0].box, expected) > 0.5, faces[0].box

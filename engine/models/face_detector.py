@@ -123,8 +123,14 @@ def letterbox_into(image: np.ndarray, out: np.ndarray) -> _Letterbox:
     h, w = image.shape[:2]
     scale = size / max(h, w)
     nw, nh = max(1, min(size, round(w * scale))), max(1, min(size, round(h * scale)))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(image, (nw, nh), interpolation=interp)
+    if scale < 0.5:
+        # Area averaging straight from 1080p costs ~7 ms a frame here; bilinear to twice the target, then
+        # a 2× area step, costs ~0.4 ms and differs by ~1 grey level on average (anti-aliasing kept).
+        mid = cv2.resize(image, (2 * nw, 2 * nh), interpolation=cv2.INTER_LINEAR)
+        resized = cv2.resize(mid, (nw, nh), interpolation=cv2.INTER_AREA)
+    else:
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        resized = cv2.resize(image, (nw, nh), interpolation=interp)
     px, py = (size - nw) // 2, (size - nh) // 2
     out.fill(0.0)  # 0 = mid-grey in [-1, 1], as MediaPipe pads
     # BGR → RGB and [0, 255] → [-1, 1] in one pass, written straight into the batch buffer.
