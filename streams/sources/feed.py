@@ -81,12 +81,12 @@ class ThreadFeed:
     def _put(self, item: object) -> None:
         if self._stop.is_set():
             raise Stopped
-        if not self._live:
-            while not self._space.acquire(timeout=0.1):
-                if self._stop.is_set():
-                    raise Stopped
         loop = self._loop
         assert loop is not None
+        if not self._live:
+            while not self._space.acquire(timeout=0.1):
+                if self._stop.is_set() or loop.is_closed():  # consumer gone without closing us
+                    raise Stopped
         try:
             loop.call_soon_threadsafe(self._deliver, item)
         except RuntimeError as e:  # loop closed under us
