@@ -1,18 +1,22 @@
 """`affectstream export tensorrt PROFILE [--fp16] [--int8 --calib SOURCE]`: build TensorRT engines.
 
-For every ONNX encoder of a prepared profile this:
+For every ONNX encoder of a prepared profile (or a folder of ONNX files) this:
 1. derives an explicit optimisation profile (dynamic batch; sequence axes get their own range) and
    checks the graph with `onnx.checker` plus strict shape inference at the min/opt/max shapes — on any
    machine, before TensorRT is involved, so a graph TensorRT would choke on is caught in CI;
 2. computes the engine-cache key (GPU/SoC, compute capability, TensorRT version, precision, shapes,
    ONNX hash, calibration data) and skips the build when a matching intact engine exists; stale or
    foreign engines of that precision are deleted (see `engine/runtimes/engine_cache.py`);
-3. builds with the TensorRT Python API: FP16 and/or INT8 (entropy calibrator fed by real windows of
-   SOURCE, calibration cache written and reused), a per-device timing cache, and a builder log file;
-4. runs the accuracy check (`export/accuracy.py`) of the new engine against ONNX Runtime CPU on real
-   windows and records the figures in the engine's sidecar.
+3. prepares the graph for the precision (`export/precision.py`): INT8 = a Q/DQ graph calibrated with
+   the entropy method on real windows of SOURCE (the calibrated graph + its scale table are the
+   calibration cache, reused while source and data are unchanged); FP16 = builder flags on TensorRT
+   < 11, an FP16 graph on strongly typed TensorRT ≥ 11. The reduced graph's own accuracy vs FP32 is
+   measured on ONNX Runtime CPU;
+4. builds with the TensorRT Python API (per-device timing cache, builder log file) and runs the
+   accuracy check (`export/accuracy.py`) of the new engine against ONNX Runtime CPU on real windows,
+   recording the figures in the engine's sidecar.
 
-TensorRT is imported lazily: steps 1–2 and all argument handling work without it.
+TensorRT is imported lazily: steps 1–3 and all argument handling work without it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from affectstream.engine.runtimes.engine_cache import (
     ShapeRange,
     default_cache_root,
     detect_device,
+    file_sha256,
 )
 
 log = logging.getLogger("affectstream.export.tensorrt")
@@ -239,49 +244,22 @@ def _trt_logger(trt: Any, log_path: Path) -> Any:
     return FileLogger()
 
 
-def _entropy_calibrator(trt: Any, feeds: list[dict[str, np.ndarray]], cache_path: Path) -> Any:
-    """INT8 entropy calibrator over fixed-shape real batches; cache written and reused."""
-    from affectstream.engine.runtimes.cuda_mem import require_torch_cuda
-
-    torch = require_torch_cuda()
-
-    class Calibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
-        def __init__(self) -> None:
-            trt.IInt8EntropyCalibrator2.__init__(self)
-            self._it = iter(feeds)
-            self._bs = int(next(iter(feeds[0].values())).shape[0])
-            self._dev: dict[str, Any] = {}  # keeps the current batch alive on the GPU
-
-        def get_batch_size(self) -> int:
-            return self._bs
-
-        def get_batch(self, names: list[str]) -> list[int] | None:
-            try:
-                feed = next(self._it)
-            except StopIteration:
-                return None
-            ptrs = []
-            for n in names:
-                t = torch.from_numpy(np.ascontiguousarray(feed[n], dtype=np.float32)).cuda()
-                self._dev[n] = t
-                ptrs.append(int(t.data_ptr()))
-            return ptrs
-
-        def read_calibration_cache(self) -> bytes | None:
-            if cache_path.exists():
-                log.info("int8: reusing calibration cache %s", cache_path)
-                return cache_path.read_bytes()
-            return None
-
-        def write_calibration_cache(self, cache: Any) -> None:
-            cache_path.parent.mkdir(parents=True, exist_ok=True)
-            cache_path.write_bytes(bytes(cache))
-
-    return Calibrator()
-
-
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
+
+
+def weakly_typed_builder() -> bool:
+    """True for TensorRT < 11, whose builder takes FP16/INT8 flags and picks precision per layer.
+
+    TensorRT 11 is always strongly typed: precision comes from the graph (see export/precision.py).
+    False when TensorRT is not importable (the graph route then works for any version).
+    """
+    try:
+        from affectstream.engine.runtimes.tensorrt import import_tensorrt
+
+        return hasattr(import_tensorrt().BuilderFlag, "FP16")
+    except RuntimeUnavailable:
+        return False
 
 
 def build_engine_bytes(
@@ -291,11 +269,14 @@ def build_engine_bytes(
     profile: Mapping[str, ShapeRange],
     log_path: Path,
     timing_cache: Path,
-    calib_feeds: list[dict[str, np.ndarray]] | None = None,
-    calib_cache: Path | None = None,
     workspace_bytes: int = 4 << 30,
 ) -> bytes:
-    """Parse the ONNX file and build a serialized engine (TensorRT 8.6 and 10.x APIs)."""
+    """Parse the ONNX file and build a serialized engine (TensorRT 8.6, 10.x and 11.x APIs).
+
+    `onnx_path` is already the graph for `precision`: the FP32 export, its FP16 copy (TensorRT ≥ 11)
+    or its INT8 Q/DQ copy. On TensorRT < 11 the FP16/INT8 flags are set as well, which lets the
+    builder run the remaining layers in FP16 and honour the Q/DQ scales.
+    """
     from affectstream.engine.runtimes.tensorrt import import_tensorrt
 
     trt = import_tensorrt()
@@ -303,7 +284,7 @@ def build_engine_bytes(
     try:
         builder = trt.Builder(logger)
         flags = 0
-        if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # required < 10, default in 10
+        if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # required < 10, gone in 11
             flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
         network = builder.create_network(flags)
         parser = trt.OnnxParser(network, logger)
@@ -316,23 +297,10 @@ def build_engine_bytes(
         for name, rng in profile.items():
             opt.set_shape(name, rng.min, rng.opt, rng.max)
         config.add_optimization_profile(opt)
-        if precision in ("fp16", "int8"):
-            if not getattr(builder, "platform_has_fast_fp16", True):  # deprecated in TensorRT 10
-                log.warning("this GPU has no fast FP16; building anyway")
-            config.set_flag(trt.BuilderFlag.FP16)  # INT8 builds let non-quantizable layers run in FP16
-        if precision == "int8":
-            if not calib_feeds or calib_cache is None:
-                raise BuildError("INT8 needs calibration batches (--calib SOURCE)")
+        if precision in ("fp16", "int8") and hasattr(trt.BuilderFlag, "FP16"):
+            config.set_flag(trt.BuilderFlag.FP16)
+        if precision == "int8" and hasattr(trt.BuilderFlag, "INT8"):
             config.set_flag(trt.BuilderFlag.INT8)
-            # Keep a Python reference for the whole build: TensorRT calls back into it.
-            calibrator = _entropy_calibrator(trt, calib_feeds, calib_cache)
-            config.int8_calibrator = calibrator
-            # Calibration runs at one fixed shape: the calibration batch's.
-            cal = builder.create_optimization_profile()
-            for name, arr in calib_feeds[0].items():
-                s = tuple(arr.shape)
-                cal.set_shape(name, s, s, s)
-            config.set_calibration_profile(cal)
         tc_bytes = timing_cache.read_bytes() if timing_cache.exists() else b""
         cache = config.create_timing_cache(tc_bytes)
         config.set_timing_cache(cache, ignore_mismatch=False)
@@ -357,14 +325,15 @@ class BuildResult:
     engine: Path | None = None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
-    accuracy: dict[str, Any] | None = None
+    accuracy: dict[str, Any] | None = None  # engine vs ORT CPU (FP32 graph)
+    graph_accuracy: dict[str, Any] | None = None  # reduced-precision ONNX graph vs FP32, both ORT CPU
 
     def line(self) -> str:
         acc = ""
         if self.accuracy:
-            agree = self.accuracy.get("min_agreement")
-            a = f"{agree * 100:.1f}%" if isinstance(agree, float) else "n/a"
-            acc = f", max|Δ| {self.accuracy['max_abs_diff']:.3g}, argmax agreement {a}"
+            acc += f"; engine vs ORT CPU: {self.accuracy['summary']}"
+        if self.graph_accuracy:
+            acc += f"; {self.precision} graph vs FP32 (ORT CPU): {self.graph_accuracy['summary']}"
         where = f" → {self.engine}" if self.engine else ""
         extra = f" ({'; '.join(self.notes)})" if self.notes else ""
         return f"{self.component} {self.precision}: {self.status} in {self.seconds:.1f} s{acc}{where}{extra}"
@@ -459,32 +428,80 @@ def export_tensorrt(
             if hit.hit:
                 res.status, res.engine = "cached", hit.path
             else:
-                calib_cache = (
-                    root / "calib" / f"{name}-{key.calibration_sha256[:16]}.calib" if int8_here else None
-                )
+                graph = precision_graph(name, onnx_path, comp_precision, calib_set, root / "graphs", res)
                 data = build_engine_bytes(
-                    onnx_path,
+                    graph,
                     precision=comp_precision,
                     profile=shapes,
                     log_path=logs / f"{name}-{comp_precision}-{key.digest()}.log",
                     timing_cache=timing,
-                    calib_feeds=list(calib_set.feeds()) if int8_here and calib_set else None,
-                    calib_cache=calib_cache,
                 )
-                extra: dict[str, Any] = {"built_at": time.time(), "onnx": str(onnx_path)}
+                extra: dict[str, Any] = {"built_at": time.time(), "onnx": str(onnx_path), "graph": str(graph)}
+                if res.graph_accuracy:
+                    extra["graph_accuracy"] = res.graph_accuracy
                 res.engine = cache.store(key, data, extra)
                 res.status = "built"
                 if calib_set is not None:
                     res.accuracy = accuracy_check(
-                        onnx_path, res.engine, calib_set, comp_precision, device_index
+                        onnx_path, res.engine, calib_set, comp_precision, device_index, component=name
                     )
                     cache.store(key, data, {**extra, "accuracy": res.accuracy})
-        except (BuildError, RuntimeUnavailable, cal.CalibrationError) as e:
+        except (BuildError, RuntimeUnavailable, cal.CalibrationError, ValueError) as e:
             res.notes.append(str(e))
         res.seconds = time.perf_counter() - t0
         log.info("%s", res.line())
         results.append(res)
     return results
+
+
+def precision_graph(
+    name: str, onnx_path: Path, precision: str, calib_set: Any, work: Path, res: BuildResult
+) -> Path:
+    """The ONNX graph TensorRT should parse for `precision` (see export/precision.py).
+
+    INT8 → Q/DQ graph calibrated (entropy) on the real-window batches, reused while source and data are
+    unchanged; its own accuracy vs FP32 is measured on ONNX Runtime CPU and recorded. FP16 → the FP32
+    graph plus builder flags on TensorRT < 11, an FP16 copy on strongly typed TensorRT ≥ 11.
+    """
+    from affectstream.export import precision as prec
+
+    if precision == "int8":
+        if calib_set is None:
+            raise BuildError(f"{name}: INT8 needs calibration batches (--calib SOURCE)")
+        q = prec.quantize_int8_qdq(
+            onnx_path,
+            list(calib_set.feeds()),
+            work / f"{name}-int8-{calib_set.calibration_id[:16]}.onnx",
+            calibration_id=calib_set.calibration_id,
+        )
+        res.notes.append(f"INT8 Q/DQ graph {'reused' if q.reused else 'calibrated'} ({q.n_scales} scales)")
+        res.graph_accuracy = graph_accuracy(onnx_path, q.path, calib_set, "int8", name)
+        return q.path
+    if precision == "fp16" and not weakly_typed_builder():
+        dst = work / f"{name}-fp16-{file_sha256(onnx_path)[:16]}.onnx"
+        if not dst.exists():
+            prec.to_fp16_onnx(onnx_path, dst)
+        if calib_set is not None:
+            res.graph_accuracy = graph_accuracy(onnx_path, dst, calib_set, "fp16", name)
+        return dst
+    return onnx_path
+
+
+def graph_accuracy(ref_onnx: Path, onnx_path: Path, calib_set: Any, precision: str, component: str) -> dict:
+    """Reduced-precision graph vs the FP32 graph, both on ONNX Runtime CPU (runs on any machine)."""
+    from affectstream.engine.runtimes.onnx import OrtRuntime
+    from affectstream.export.accuracy import compare_runtimes
+
+    ref = OrtRuntime(ref_onnx, providers=["CPUExecutionProvider"], threads=None)
+    cand = OrtRuntime(onnx_path, providers=["CPUExecutionProvider"], threads=None)
+    rep = compare_runtimes(ref, cand, calib_set.feeds(), precision, component=component)
+    return _report_dict(rep)
+
+
+def _report_dict(rep: Any) -> dict[str, Any]:
+    d = rep.to_dict()
+    d["max_abs_diff"], d["min_agreement"], d["summary"] = rep.max_abs_diff, rep.min_agreement, rep.summary()
+    return d
 
 
 def list_onnx_components(profile: str | Path) -> tuple[Path, list[tuple[str, Path]]]:
@@ -505,9 +522,15 @@ def list_onnx_components(profile: str | Path) -> tuple[Path, list[tuple[str, Pat
 
 
 def accuracy_check(
-    onnx_path: Path, engine_path: Path, calib_set: Any, precision: str, device_index: int = 0
+    onnx_path: Path,
+    engine_path: Path,
+    calib_set: Any,
+    precision: str,
+    device_index: int = 0,
+    *,
+    component: str = "",
 ) -> dict[str, Any]:
-    """New engine vs ONNX Runtime CPU on the real-window batches (see export/accuracy.py)."""
+    """New engine vs ONNX Runtime CPU on the FP32 graph, on the real-window batches (export/accuracy.py)."""
     from affectstream.engine.runtimes.onnx import OrtRuntime
     from affectstream.engine.runtimes.tensorrt import TensorRTRuntime
     from affectstream.export.accuracy import compare_runtimes
@@ -515,13 +538,11 @@ def accuracy_check(
     ref = OrtRuntime(onnx_path, providers=["CPUExecutionProvider"], threads=None)
     eng = TensorRTRuntime(engine_path, device_index=device_index, precision=precision)
     try:
-        rep = compare_runtimes(ref, eng, calib_set.feeds(), precision)
+        rep = compare_runtimes(ref, eng, calib_set.feeds(), precision, component=component)
     finally:
         eng.close()
         ref.close()
-    d = rep.to_dict()
-    d["max_abs_diff"], d["min_agreement"], d["summary"] = rep.max_abs_diff, rep.min_agreement, rep.summary()
-    return d
+    return _report_dict(rep)
 
 
 # --------------------------------------------------------------------------- CLI glue
