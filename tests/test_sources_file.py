@@ -159,3 +159,16 @@ async def test_truncated_file_yields_what_decodes_then_ends_counted(clip_truncat
     assert 20 < len(video) < 120  # about half of 8 s at 15 fps
     assert audio and src.truncated and src.stats.errors >= 1
     assert "truncated" in caplog.text
+
+
+def test_abandoned_source_does_not_leak_its_decode_thread(clip_av: Path):
+    src = FileSource(clip_av, "av")
+
+    async def first_item_only():
+        async for _ in src:
+            break  # no close(): the engine crashed, a test forgot, ...
+
+    asyncio.run(first_item_only())
+    thread = src._feed._thread
+    thread.join(3)
+    assert not thread.is_alive()
