@@ -137,7 +137,14 @@ class Engine:
         is_live = bool(source.live or self.settings.realtime) if live is None else live
         st = StreamState(
             source=source,
-            windower=Windower(source.stream_id, length=w.length, hop=w.hop, n_frames=w.frames),
+            # a live stream cannot wait long for a lagging modality; a file can (loose A/V interleaving)
+            windower=Windower(
+                source.stream_id,
+                length=w.length,
+                hop=w.hop,
+                n_frames=w.frames,
+                max_skew=1.0 if is_live else 10.0,
+            ),
             live=is_live,
             max_pending=w.max_pending,
         )
