@@ -161,6 +161,9 @@ def run_grpo(cfg: dict[str, Any], resume: bool = False) -> Path:
     samples = _samples(cfg, "train")
     n_sft = int(cfg.get("data", {}).get("n_sft", 0))  # GRPO prompts are ones SFT did not see
     samples = samples[n_sft:] or samples
+    kinds = cfg.get("data", {}).get("grpo_kinds")  # optional focus on kinds where rewards vary
+    if kinds:
+        samples = [s for s in samples if s.kind in kinds] or samples
     examples = [
         GRPOExample(
             {"input_ids": torch.tensor([encode(tok, prompt_text(tok, s.evidence))])},
@@ -181,42 +184,91 @@ def run_grpo(cfg: dict[str, Any], resume: bool = False) -> Path:
     return out / "adapter.pt"
 
 
+def _completions_llama(
+    cfg: dict[str, Any], spec: dict[str, Any], samples: list[Any], max_tokens: int, grammar: bool
+) -> list[str]:
+    from affectstream.engine.llm.llama import LlamaCppLM
+    from affectstream.engine.llm.prompt import chat_messages
+    from affectstream.train.evaluate import generate_llama
+    from affectstream.train.model import default_gguf
+
+    gguf = spec.get("gguf") or cfg.get("model", {}).get("gguf") or str(default_gguf())
+    lm = LlamaCppLM(gguf, threads=int(cfg.get("model", {}).get("threads", 2)), lora_path=spec.get("lora"))
+    try:
+        prompts = [lm.chat_prompt(chat_messages(s.evidence, EMOTIONS)) for s in samples]
+        return generate_llama(lm, prompts, max_tokens=max_tokens, grammar=grammar)
+    finally:
+        lm.close()
+
+
+def _completions_hf(
+    cfg: dict[str, Any], spec: dict[str, Any], samples: list[Any], max_tokens: int
+) -> list[str]:
+    """transformers fallback (no llama.cpp): the fp32 model + the `adapter.pt` the stage saved."""
+    from affectstream.train.evaluate import generate_hf
+    from affectstream.train.model import load_base, prompt_text
+
+    adapter = spec.get("adapter")
+    if adapter:
+        model, tok, _ = _load_model(cfg, adapter=str(Path(adapter).expanduser()))
+    else:
+        from affectstream.train.model import default_gguf
+
+        model, tok = load_base(cfg.get("model", {}).get("gguf") or default_gguf())
+    prompts = [prompt_text(tok, s.evidence) for s in samples]
+    return generate_hf(
+        model,
+        tok,
+        prompts,
+        max_new_tokens=max_tokens,
+        batch_size=int(cfg.get("eval", {}).get("batch_size", 16)),
+    )
+
+
 def run_eval(
     cfg: dict[str, Any], cues: Path | None = None, limit: int | None = None, out: Path | None = None
 ) -> dict:
-    """Evaluate each `[[eval.models]]` entry (name, gguf?, lora?) with llama.cpp, greedy, no grammar."""
-    from affectstream.engine.llm.llama import LlamaCppLM
-    from affectstream.engine.llm.prompt import chat_messages
+    """Evaluate each `eval.models` entry (name, gguf?, lora?, adapter?), greedy, no grammar.
+
+    backend "llama" (default): llama.cpp with the GGUF adapter — what production runs;
+    backend "hf": transformers with the stage's `adapter.pt` (when llama.cpp is unavailable).
+    """
     from affectstream.train.cues import load_jsonl
-    from affectstream.train.evaluate import evaluate_completions, format_table, generate_llama
-    from affectstream.train.model import default_gguf
+    from affectstream.train.evaluate import evaluate_completions, format_table
 
     e = cfg.get("eval", {})
     samples = load_jsonl(cues) if cues else _samples(cfg, e.get("split", "test"))
+    limit = limit or e.get("limit")
     if limit:
-        samples = samples[:limit]
+        samples = samples[: int(limit)]
     models = e.get("models") or [{"name": "base"}]
+    only = e.get("only")
     max_tokens = int(e.get("max_tokens", 64))
-    gguf = cfg.get("model", {}).get("gguf") or str(default_gguf())
+    backend = e.get("backend", "llama")
     reports, rows = {}, {}
     out_dir = Path(out or e.get("output_dir", "runs/lite/eval")).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
     for spec in models:
         name = spec["name"]
-        lora = spec.get("lora")
-        if lora and not Path(lora).is_file():
-            _log(f"skip {name}: adapter {lora} not found")
+        if only and name not in only:
             continue
-        lm = LlamaCppLM(
-            spec.get("gguf") or gguf, threads=int(cfg.get("model", {}).get("threads", 2)), lora_path=lora
-        )
+        need = spec.get("lora") if backend == "llama" else spec.get("adapter")
+        if need and not Path(need).expanduser().is_file():
+            _log(f"skip {name}: {need} not found")
+            continue
         t = time.perf_counter()
-        prompts = [lm.chat_prompt(chat_messages(s.evidence, EMOTIONS)) for s in samples]
-        comps = generate_llama(lm, prompts, max_tokens=max_tokens, grammar=bool(e.get("grammar", False)))
-        lm.close()
+        if backend == "llama":
+            comps = _completions_llama(cfg, spec, samples, max_tokens, bool(e.get("grammar", False)))
+        else:
+            comps = _completions_hf(cfg, spec, samples, max_tokens)
         rep = evaluate_completions(samples, comps, EMOTIONS)
         rows[name] = rep
-        reports[name] = {**rep.to_dict(), "seconds": time.perf_counter() - t, "lora": lora}
+        reports[name] = {
+            **rep.to_dict(),
+            "seconds": time.perf_counter() - t,
+            "backend": backend,
+            "spec": spec,
+        }
         with (out_dir / f"completions_{name}.jsonl").open("w", encoding="utf-8") as f:
             for s, c in zip(samples, comps, strict=True):
                 f.write(
@@ -225,6 +277,7 @@ def run_eval(
                     )
                     + "\n"
                 )
+        (out_dir / f"report_{name}.json").write_text(json.dumps(reports[name], indent=1), encoding="utf-8")
         _log(
             f"{name}: format {rep.format_rate:.1f}% WAR {rep.war:.1f}% UAR {rep.uar:.1f}% ({time.perf_counter() - t:.0f} s)"
         )

@@ -113,7 +113,8 @@ class Policy:
 
     @staticmethod
     def _prefill(model: nn.Module, prompt: Prompt) -> tuple[Any, Tensor]:
-        out = model(**dict(prompt), use_cache=True)
+        inputs = prompt(model) if callable(prompt) else prompt
+        out = model(**dict(inputs), use_cache=True)
         return out.past_key_values, out.logits[:, -1, :]
 
     @torch.no_grad()
@@ -211,7 +212,7 @@ class GRPOConfig:
 class GRPOExample:
     """A prompt (model inputs, batch 1) and its solution string, e.g. "fear"."""
 
-    prompt: dict[str, Tensor]
+    prompt: Prompt
     solution: str
     meta: dict[str, Any] = field(default_factory=dict)
 
