@@ -1,0 +1,397 @@
+"""`affectstream serve`: the page at `/`, SDP signaling at `POST /offer`, one aiortc peer per caller.
+
+Each caller becomes one stream of the same `Engine` that `affectstream run` uses (same windower,
+analyzer, smoother, MQTT sink, reasoning slow path); its results also go back to it on a data channel.
+The engine normally ends when its sources end; a server has no sources until someone calls, so a
+`_Idle` source keeps `Engine.run` alive until shutdown (it is removed from the engine's stream table
+at once, so it never shows up in `stats`).
+
+Signaling is one request: the page gathers ICE candidates first (no trickle), posts
+`{"sdp", "type": "offer", "stream"?}` and gets `{"sdp", "type": "answer", "stream"}` back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import signal
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from affectstream.streams.sources.base import Source
+from affectstream.streams.web.datachannel import DataChannelSink
+from affectstream.streams.web.ice import (
+    browser_ice_servers,
+    ice_configuration,
+    is_loopback_host,
+    restrict_to_loopback,
+)
+from affectstream.streams.web.peer import Peer
+from affectstream.streams.web.security import (
+    MAX_BODY_BYTES,
+    PeerSlots,
+    bearer_from,
+    resolve_token,
+    token_ok,
+)
+from aiohttp import web
+
+log = logging.getLogger("affectstream.web")
+
+STATIC = Path(__file__).parent / "static"
+_STREAM_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+IDLE_ID = "_webrtc_idle"
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str | None = None  # required bearer token (None: open, allowed on loopback only)
+    max_peers: int = 4
+    ice_servers: list[str] = field(default_factory=list)
+    connect_timeout: float = 30.0
+    media_timeout: float = 10.0
+    max_body: int = MAX_BODY_BYTES
+    max_video_fps: float = 15.0
+    start_bitrate_kbps: int = 1000  # x-google-start-bitrate: skip Chromium's 480x360 ramp-up
+
+
+def with_start_bitrate(sdp: str, kbps: int) -> str:
+    """Add `x-google-start-bitrate` to every video codec's fmtp line of an answer.
+
+    Chromium starts sending at a low resolution while its bandwidth estimate ramps up (~20 s); the
+    start bitrate in the answer lets it begin near the target, so the first windows see a usable face.
+    """
+    lines = sdp.splitlines()
+    section = ""
+    video_pts: list[str] = []
+    for ln in lines:
+        if ln.startswith("m="):
+            section = ln[2:].split(" ", 1)[0]
+        elif section == "video" and ln.startswith("a=rtpmap:"):
+            pt, _, codec = ln[9:].partition(" ")
+            if codec.split("/")[0].upper() in ("VP8", "VP9", "H264", "AV1"):
+                video_pts.append(pt)
+    if not video_pts:
+        return sdp
+    param = f"x-google-start-bitrate={int(kbps)}"
+    out: list[str] = []
+    have_fmtp = {pt: False for pt in video_pts}
+    for ln in lines:
+        if ln.startswith("a=fmtp:"):
+            pt = ln[7:].split(" ", 1)[0]
+            if pt in have_fmtp:
+                have_fmtp[pt] = True
+                ln = f"{ln};{param}"
+        out.append(ln)
+    final: list[str] = []
+    for ln in out:
+        final.append(ln)
+        if ln.startswith("a=rtpmap:"):
+            pt = ln[9:].split(" ", 1)[0]
+            if pt in have_fmtp and not have_fmtp[pt]:
+                final.append(f"a=fmtp:{pt} {param}")
+    return "\r\n".join(final) + "\r\n"
+
+
+class _Idle(Source):
+    """A source that yields nothing until `stop()`: keeps `Engine.run` serving between callers."""
+
+    live = True
+
+    def __init__(self) -> None:
+        super().__init__(IDLE_ID)
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def __aiter__(self):  # type: ignore[override]
+        await self._stop.wait()
+        return
+        yield  # pragma: no cover - makes this an async generator
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+class WebRtcServer:
+    """The aiohttp app plus the set of live peers, bound to one running `Engine`."""
+
+    def __init__(self, config: ServerConfig, engine: Any, channels: DataChannelSink) -> None:
+        self.config = config
+        self.engine = engine
+        self.channels = channels
+        self.slots = PeerSlots(config.max_peers)
+        self.peers: dict[str, Peer] = {}
+        self.rtc_config = ice_configuration(config.ice_servers)
+        self.counters = {"offers": 0, "answered": 0, "rejected": 0, "closed": 0}
+        self.close_reasons: list[str] = []
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+        self._engine_task: asyncio.Task[Any] | None = None
+        self._idle: _Idle | None = None
+
+    # ------------------------------------------------------------------ app
+    def make_app(self) -> web.Application:
+        app = web.Application(client_max_size=self.config.max_body)
+        app.router.add_get("/", self._index)
+        app.router.add_get("/config", self._client_config)
+        app.router.add_get("/health", self._health)
+        app.router.add_post("/offer", self._offer)
+        app.router.add_static("/static/", STATIC, show_index=False)
+        return app
+
+    def _authorized(self, request: web.Request) -> bool:
+        presented = bearer_from(request.headers.get("Authorization"), request.query.get("token"))
+        return token_ok(self.config.token, presented)
+
+    async def _index(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    async def _client_config(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return _error(401, "missing or wrong bearer token")
+        return web.json_response({"iceServers": browser_ice_servers(self.config.ice_servers)})
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "peers": len(self.peers),
+                "max_peers": self.config.max_peers,
+                **self.counters,
+                "channels": self.channels.stats(),
+            }
+        )
+
+    async def _offer(self, request: web.Request) -> web.Response:
+        self.counters["offers"] += 1
+        resp = await self._offer_inner(request)
+        if resp.status >= 400:
+            self.counters["rejected"] += 1
+        return resp
+
+    async def _offer_inner(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return _error(401, "missing or wrong bearer token")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"request body larger than {self.config.max_body} bytes")
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, 'body is not JSON: expected {"sdp": ..., "type": "offer"}')
+        if not isinstance(body, dict) or not isinstance(body.get("sdp"), str) or not body["sdp"].strip():
+            return _error(400, "body must be a JSON object with a non-empty string 'sdp'")
+        if body.get("type", "offer") != "offer":
+            return _error(400, f"'type' must be 'offer', got {body.get('type')!r}")
+        sid = body.get("stream") or f"call-{uuid.uuid4().hex[:8]}"
+        if not isinstance(sid, str) or not _STREAM_ID.match(sid) or sid == IDLE_ID:
+            return _error(400, "'stream' must be 1-64 characters from A-Z a-z 0-9 _ . -")
+        if sid in self.peers or sid in self.engine.streams:
+            return _error(409, f"stream {sid!r} is already in a call")
+        if not self.slots.acquire(sid):
+            return _error(503, f"too many concurrent calls (max {self.config.max_peers}); try later")
+        peer = Peer(
+            sid,
+            configuration=self.rtc_config,
+            connect_timeout=self.config.connect_timeout,
+            media_timeout=self.config.media_timeout,
+            max_video_fps=self.config.max_video_fps,
+            on_channel=self._channel_open,
+            on_closed=self._peer_closed,
+        )
+        self.peers[sid] = peer
+        try:
+            answer = await peer.answer(body["sdp"])
+        except Exception as e:  # aiortc raises ValueError and friends on SDP it cannot use
+            await peer.close(f"bad offer: {e}")
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            return _error(400, f"unusable SDP offer: {msg}")
+        peer.pump = await self.engine.add_source(peer.source, live=True)
+        peer.start_watchdog()
+        self.counters["answered"] += 1
+        sdp = with_start_bitrate(answer.sdp, self.config.start_bitrate_kbps)
+        log.info("call %s started (%s)", sid, ", ".join(sorted(peer.source.kinds)))
+        return web.json_response({"sdp": sdp, "type": answer.type, "stream": sid})
+
+    def _channel_open(self, peer: Peer, channel: Any) -> None:
+        if peer.close_reason is None:
+            self.channels.register(peer.stream_id, channel, peer.source.t0_unix)
+
+    async def _peer_closed(self, peer: Peer, reason: str) -> None:
+        self.channels.unregister(peer.stream_id)
+        self.counters["closed"] += 1
+        self.close_reasons.append(f"{peer.stream_id}: {reason}")
+        del self.close_reasons[:-100]
+        if peer.pump is not None:
+            # the engine flushes the stream's last windows and closes its event; then forget it so the
+            # id can be reused and the table does not grow with every call ever made
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(peer.pump), 10)
+            if peer.pump.done():
+                self.engine.streams.pop(peer.stream_id, None)
+        self.peers.pop(peer.stream_id, None)
+        self.slots.release(peer.stream_id)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start_engine(self) -> None:
+        """Run the engine with the idle source, then hide that source from the stream table."""
+        self._idle = _Idle()
+        self._engine_task = asyncio.create_task(self.engine.run([self._idle]), name="engine")
+        for _ in range(500):
+            if IDLE_ID in self.engine.streams:
+                self.engine.streams.pop(IDLE_ID)
+                return
+            if self._engine_task.done():
+                await self._engine_task  # raises what went wrong
+                raise RuntimeError("engine ended before serving")
+            await asyncio.sleep(0.01)
+        raise RuntimeError("engine did not start within 5 s")
+
+    async def start(self) -> None:
+        if is_loopback_host(self.config.host):
+            restrict_to_loopback()
+        await self.start_engine()
+        self._runner = web.AppRunner(self.make_app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self.config.port
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        shown = f"[{host}]" if ":" in host else host
+        base = f"http://{shown}:{self.port}/"
+        return base + (f"?token={self.config.token}" if self.config.token else "")
+
+    async def close(self) -> None:
+        """Hang up every caller, stop the HTTP server, then let the engine flush and close its sinks."""
+        for peer in list(self.peers.values()):
+            await peer.close("server shutting down")
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._idle is not None:
+            self._idle.stop()
+        self.engine.stop()
+        if self._engine_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._engine_task, 30)
+
+
+# --------------------------------------------------------------------------- CLI entry point
+def _settings(args: argparse.Namespace) -> Any:
+    from affectstream.engine.config import load_settings
+
+    overrides: dict[str, Any] = {"profile": args.profile, "mqtt.url": args.mqtt}
+    if args.no_mqtt:
+        overrides["mqtt.enabled"] = False
+    if args.no_reasoning:
+        overrides["reasoning.enabled"] = False
+    return load_settings(args.config, overrides)
+
+
+async def serve(args: argparse.Namespace) -> int:
+    """Build the engine like `affectstream run` does, then serve calls until SIGINT/SIGTERM."""
+    from affectstream.engine.cli import (
+        CliError,
+        _build_slow_path,
+        build_analyzer,
+        ensure_profile,
+        make_mqtt_sink,
+    )
+    from affectstream.engine.engine import Engine
+    from affectstream.engine.smoother import Smoother, SmootherSettings
+
+    settings = _settings(args)
+    token, generated = resolve_token(args.host, args.token)
+    if args.max_peers < 1:
+        raise CliError(f"--max-peers must be >= 1, got {args.max_peers}")
+    try:
+        ice_configuration(args.ice_server)
+    except ValueError as e:
+        raise CliError(str(e)) from e
+
+    channels = DataChannelSink()
+    sinks: list[Any] = [channels]
+    broker = None
+    if settings.profile == "lite":
+        await asyncio.to_thread(ensure_profile, "lite")
+    if settings.mqtt.enabled:
+        url = settings.mqtt.url
+        if url is None:
+            from affectstream.streams.broker import EmbeddedBroker
+
+            broker = EmbeddedBroker(settings.mqtt.embedded_host, settings.mqtt.embedded_port)
+            try:
+                await broker.start()
+            except Exception as e:
+                raise CliError(str(e)) from e
+            url = broker.url
+            print(f"affectstream: embedded MQTT broker on {url}", file=sys.stderr)
+        sinks.append(make_mqtt_sink(settings.mqtt, url))
+
+    analyzer = await asyncio.to_thread(build_analyzer, settings)
+    smoother = Smoother(
+        SmootherSettings(tau_s=settings.smoothing.tau, hysteresis=settings.smoothing.hysteresis)
+    )
+    engine = Engine(settings, analyzer, sinks, smoother=smoother, node_id=settings.mqtt.node_id)
+    slow = None
+    if settings.reasoning.enabled:
+        slow = _build_slow_path(settings, analyzer, engine)
+        engine.slow_path = slow
+
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        token=token,
+        max_peers=args.max_peers,
+        ice_servers=list(args.ice_server),
+        media_timeout=getattr(args, "media_timeout", None) or 10.0,
+    )
+    server = WebRtcServer(config, engine, channels)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, done.set)
+    try:
+        try:
+            await server.start()
+        except OSError as e:
+            raise CliError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from e
+        if generated:
+            print("affectstream: generated a bearer token (pass --token to choose one)", file=sys.stderr)
+        print(f"affectstream: serving calls at {server.url}", flush=True)
+        t0 = time.monotonic()
+        await done.wait()
+        log.info("shutting down after %.0f s", time.monotonic() - t0)
+    finally:
+        await server.close()
+        with contextlib.suppress(Exception):
+            analyzer.close()
+        if slow is not None:
+            with contextlib.suppress(Exception):
+                slow.close()
+        if broker is not None:
+            await broker.stop()
+    return 0
+
+
+def main_from_args(args: argparse.Namespace) -> int:
+    """Entry point for `affectstream serve` (see engine/cli.py)."""
+    return asyncio.run(serve(args))
