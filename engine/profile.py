@@ -35,8 +35,12 @@ def _hash(path: Path) -> str:
     return h
 
 
-def fix_command(name: str) -> str:
-    return f"affectstream models prepare {name}"
+def fix_command(name: str, root: Path | None = None) -> str:
+    """The command that (re)builds this profile; names the folder when it is not the default one."""
+    cmd = f"affectstream models prepare {name}"
+    if root is not None and Path(root).expanduser().resolve() != profile_dir(name).expanduser().resolve():
+        cmd += f" --dest {root}"
+    return cmd
 
 
 @dataclass(slots=True)
@@ -52,7 +56,7 @@ class Profile:
         Raises ModelFileError naming the missing or damaged file and the command that repairs it.
         """
         root, name = _resolve(name_or_dir)
-        fix = fix_command(name)
+        fix = fix_command(name, root)
         if not (root / MANIFEST_NAME).is_file():
             raise ModelFileError(
                 f"profile '{name}' is not prepared ({root / MANIFEST_NAME} missing); run: {fix}"
@@ -68,7 +72,7 @@ class Profile:
 
     def verify(self, components: list[str] | None = None) -> None:
         """Re-hash the files of `components` (all by default) against the manifest."""
-        fix = fix_command(self.name)
+        fix = fix_command(self.name, self.root)
         for cname in components or sorted(self.manifest.components):
             comp = self._component(cname)
             for rel, want in comp.hashes().items():
@@ -85,7 +89,8 @@ class Profile:
         if comp is None:
             have = ", ".join(sorted(self.manifest.components)) or "none"
             raise ModelFileError(
-                f"profile '{self.name}' has no component '{name}' (has: {have}); run: {fix_command(self.name)}"
+                f"profile '{self.name}' has no component '{name}' (has: {have}); "
+                f"run: {fix_command(self.name, self.root)}"
             )
         return comp
 

@@ -159,7 +159,8 @@ def prepare_profile(
 
         def wheel(pkg: str) -> Path:
             if pkg not in wheels:
-                wheels[pkg] = ensure_wheel(wheel_pins[pkg], wheels_dir, from_dir=from_dir)
+                show = progress and sys.stderr.isatty()
+                wheels[pkg] = ensure_wheel(wheel_pins[pkg], wheels_dir, from_dir=from_dir, show=show)
             return wheels[pkg]
 
         try:

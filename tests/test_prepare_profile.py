@@ -83,6 +83,7 @@ def test_damaged_file_is_named_with_the_fix(lite_profile: Path, tmp_path: Path) 
         Profile.load(copy)
     msg = str(e.value)
     assert "face_short.onnx" in msg and "damaged" in msg and "affectstream models prepare lite" in msg
+    assert f"--dest {copy}" in msg  # not the default folder: the fix must point at this one
     assert "\n" not in msg
 
 
