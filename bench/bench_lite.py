@@ -74,14 +74,18 @@ def bench_stages(analyzer_cls, prof, threads: int, frames, audio, n: int) -> dic
     }
 
 
-def time_call(fn, reps: int) -> float:
-    fn()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts) * 1000
+def time_pair(a, b, reps: int) -> tuple[float, float]:
+    """Median ms of `a` and of `b`, calls interleaved (a, b, b, a, ...) so both see the same machine
+    load — this box is shared, and back-to-back blocks would compare different loads."""
+    a()
+    b()
+    ta, tb = [], []
+    for i in range(reps):
+        for fn, acc in ((a, ta), (b, tb)) if i % 2 == 0 else ((b, tb), (a, ta)):
+            t = time.perf_counter()
+            fn()
+            acc.append(time.perf_counter() - t)
+    return statistics.median(ta) * 1000, statistics.median(tb) * 1000
 
 
 def bench_ort_vs_torch(prof, threads: int, frames, reps: int) -> dict:
@@ -126,7 +130,7 @@ def bench_ort_vs_torch(prof, threads: int, frames, reps: int) -> dict:
             lambda: ex_torch.predict(crops[:1]),
         ),
     }.items():
-        mo, mt = time_call(o, reps), time_call(t, reps)
+        mo, mt = time_pair(o, t, reps)
         res[name] = (mo, mt, mt / mo)
     return res
 
@@ -138,19 +142,34 @@ def _crops(img, faces):
     return np.stack([crop_face(g, f.box) for f in faces]) if faces else np.zeros((0, 64, 64), np.uint8)
 
 
+def interleaved_windows_per_s(analyzers: dict, frames, audio, n: int) -> dict:
+    """Windows/s of each analyzer on the same window sequence (hop = length/2), one window of each in
+    turn (order alternating) so a change in machine load hits all of them alike."""
+    wins = {k: make_windows(f"il-{k}", n, frames, audio) for k in analyzers}
+    for k, a in analyzers.items():
+        a.analyze_batch(make_windows(f"warm-{k}", 2, frames, audio))
+    spent = dict.fromkeys(analyzers, 0.0)
+    keys = list(analyzers)
+    for i in range(n):
+        for k in keys if i % 2 == 0 else keys[::-1]:
+            t = time.perf_counter()
+            analyzers[k].analyze(wins[k][i])
+            spent[k] += time.perf_counter() - t
+    return {k: n / spent[k] for k in keys}
+
+
 def bench_cache(analyzer_cls, prof, threads: int, frames, audio, n: int) -> dict:
-    out = {}
-    for label, cap in (("off", 0), ("on", 1024)):
-        a = analyzer_cls(prof, threads=threads, cache_frames=cap)
-        a.analyze_batch(make_windows("warm", 2, frames, audio))
-        wins = make_windows(f"cache-{label}", n, frames, audio)  # hop = 4 frames = length/2
-        t0 = time.perf_counter()
-        for w in wins:
-            a.analyze(w)
-        out[label] = n / (time.perf_counter() - t0)
-        out[f"{label}_frames"] = a.frames_processed
-    out["ratio"] = out["on"] / out["off"]
-    return out
+    off = analyzer_cls(prof, threads=threads, cache_frames=0)
+    on = analyzer_cls(prof, threads=threads, cache_frames=1024)
+    f0, n0 = off.frames_processed, on.frames_processed
+    r = interleaved_windows_per_s({"off": off, "on": on}, frames, audio, n)
+    return {
+        "off": r["off"],
+        "on": r["on"],
+        "ratio": r["on"] / r["off"],
+        "off_frames": off.frames_processed - f0,
+        "on_frames": on.frames_processed - n0,
+    }
 
 
 def bench_realtime(
@@ -251,25 +270,18 @@ def main() -> None:
     print("| encoder | ORT | torch | ratio |\n|---|---|---|---|")
     for k, (mo, mt, r) in bench_ort_vs_torch(prof, args.threads, frames, reps).items():
         print(f"| {k} | {mo:.2f} | {mt:.2f} | {r:.1f}× |")
-    ta = bench_stages(
-        lambda p, threads: LiteAnalyzer(p, threads=threads, runtime="torch", actions=False),
-        prof,
-        args.threads,
+    whole = interleaved_windows_per_s(
+        {
+            "ort": LiteAnalyzer(prof, threads=args.threads, actions=False),
+            "torch": LiteAnalyzer(prof, threads=args.threads, runtime="torch", actions=False),
+        },
         frames,
         audio,
-        max(5, n // 4),
-    )
-    oa = bench_stages(
-        lambda p, threads: LiteAnalyzer(p, threads=threads, actions=False),
-        prof,
-        args.threads,
-        frames,
-        audio,
-        max(5, n // 4),
+        max(6, n // 4),
     )
     print(
-        f"| whole fast path, no mesh (windows/s; VAD is ORT in both) | {oa['windows_per_s']:.1f} | "
-        f"{ta['windows_per_s']:.1f} | {oa['windows_per_s'] / ta['windows_per_s']:.1f}× |\n"
+        f"| whole fast path, no mesh (windows/s; VAD is ORT in both) | {whole['ort']:.1f} | "
+        f"{whole['torch']:.1f} | {whole['ort'] / whole['torch']:.1f}× |\n"
     )
 
     c = bench_cache(LiteAnalyzer, prof, args.threads, frames, audio, n)

@@ -8,7 +8,8 @@ pitch movement, faster syllables → more aroused), reported as a cue, not as an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import collections
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -151,6 +152,23 @@ def _scale(v: float, lo: float, hi: float) -> float:
     return float(np.clip((v - lo) / (hi - lo), 0.0, 1.0))
 
 
+def _speech_mask(t: np.ndarray, speech_segments: list[tuple[float, float]] | None) -> np.ndarray:
+    if speech_segments is None:
+        return np.ones(len(t), bool)
+    mask = np.zeros(len(t), bool)
+    for s, e in speech_segments:
+        mask |= (t >= s) & (t < e)
+    return mask
+
+
+def _pitch_to_energy_index(n_pitch: int, n_energy: int, first_offset: int = 0) -> np.ndarray:
+    """Energy frame at the centre of each pitch frame (pitch: 20 ms hop, 64 ms span; energy: 10 ms hop).
+
+    `first_offset` is the first pitch frame's start in 16 kHz samples from the window start."""
+    base = np.arange(n_pitch) * (2 * PITCH_HOP) + first_offset
+    return np.clip(np.rint(base / HOP).astype(int) + 3, 0, max(0, n_energy - 1))
+
+
 def analyze_prosody(
     audio: np.ndarray,
     speech_segments: list[tuple[float, float]] | None = None,
@@ -163,24 +181,27 @@ def analyze_prosody(
     if len(x) < 400:
         return Prosody(None, None, None, None, None, None, None, 0.0, clipped)
     edb = frame_energy_db(x)
-    t = np.arange(len(edb)) * HOP / sr
-    if speech_segments is None:
-        speech_mask = np.ones(len(edb), bool)
-    else:
-        speech_mask = np.zeros(len(edb), bool)
-        for s, e in speech_segments:
-            speech_mask |= (t >= s) & (t < e)
+    speech_mask = _speech_mask(np.arange(len(edb)) * HOP / sr, speech_segments)
+    n_pitch = 1 + max(0, ((len(x) + 1) // 2 - PITCH_FRAME) // PITCH_HOP)
+    sub = _pitch_to_energy_index(n_pitch, len(edb))
+    worth = speech_mask[sub] & (edb[sub] > SILENCE_DB)
+    f0 = yin_pitch(x, sr, frame_mask=worth)
+    return summarize(edb, speech_mask, f0, sub[: len(f0)], clipped, sr)
+
+
+def summarize(
+    edb: np.ndarray,
+    speech_mask: np.ndarray,
+    f0: np.ndarray,
+    sub: np.ndarray,
+    clipped: float,
+    sr: int = SAMPLE_RATE,
+) -> Prosody:
+    """Window cues from per-frame energy (10 ms), its speech mask, and F0 per pitch frame (`sub` maps each
+    pitch frame to its energy frame)."""
     has_speech = bool(speech_mask.any())
     sel = edb[speech_mask] if has_speech else edb
     energy = float(10 * np.log10(np.mean(10 ** (sel / 10.0)) + 1e-12))
-
-    # pitch frames are 20 ms apart, energy frames 10 ms: look up each pitch frame's energy frame
-    n_pitch = 1 + max(0, ((len(x) + 1) // 2 - PITCH_FRAME) // PITCH_HOP)
-    step = max(1, round(PITCH_HOP / PITCH_SR / (HOP / sr)))
-    # a pitch frame spans 64 ms from its start: use the energy frame at its centre
-    sub = np.minimum(np.arange(n_pitch) * step + 3, len(edb) - 1)
-    worth = speech_mask[sub] & (edb[sub] > SILENCE_DB)
-    f0 = yin_pitch(x, sr, frame_mask=worth)
     m = min(len(f0), len(sub))
     f0, fmask, fdb = f0[:m], speech_mask[sub[:m]], edb[sub[:m]]
     voiced = np.isfinite(f0) & fmask & (fdb > SILENCE_DB)
@@ -216,3 +237,81 @@ def analyze_prosody(
         wsum = sum(w for _, w in parts)
         arousal = float(sum(v * w for v, w in parts) / wsum)
     return Prosody(pitch, pitch_std, pitch_std_st, energy, rate, pause, arousal, voiced_ratio, clipped)
+
+
+@dataclass(slots=True)
+class _PitchLane:
+    origin: int  # absolute 16 kHz sample of pitch frame 0 of this stream's grid
+    f0: collections.OrderedDict[int, tuple[float, float]] = field(default_factory=collections.OrderedDict)
+
+
+class StreamProsody:
+    """Prosody with per-stream pitch caching: overlapping windows share audio, so each 20 ms pitch frame
+    (the expensive part: YIN) is computed once per stream on a fixed grid and reused; energy (cheap) is
+    recomputed per window. A checksum per cached frame detects a restarted clock (then recomputed).
+    Bounded: `keep_frames` per stream, `max_streams` streams."""
+
+    def __init__(self, keep_frames: int = 2048, max_streams: int = 256) -> None:
+        self.keep_frames = keep_frames
+        self.max_streams = max_streams
+        self._lanes: collections.OrderedDict[str, _PitchLane] = collections.OrderedDict()
+        self.frames_run = 0
+        self.frames_reused = 0
+
+    def analyze(
+        self,
+        stream_id: str,
+        start_s: float,
+        audio: np.ndarray,
+        speech_segments: list[tuple[float, float]] | None,
+    ) -> Prosody:
+        x = np.asarray(audio, dtype=np.float32).ravel()
+        clipped = float(np.mean(np.abs(x) >= 0.99)) if len(x) else 0.0
+        if len(x) < 2 * PITCH_FRAME:
+            return analyze_prosody(x, speech_segments)
+        start = round(start_s * SAMPLE_RATE)
+        lane = self._lanes.pop(stream_id, None) or _PitchLane(origin=start)
+        self._lanes[stream_id] = lane
+        while len(self._lanes) > self.max_streams:
+            self._lanes.popitem(last=False)
+        hop16, span16 = 2 * PITCH_HOP, 2 * PITCH_FRAME
+        k0 = -((lane.origin - start) // hop16)  # first grid frame starting at or after the window start
+        k1 = (start + len(x) - span16 - lane.origin) // hop16  # last grid frame ending inside the window
+        if k1 < k0:
+            return analyze_prosody(x, speech_segments)
+        edb = frame_energy_db(x)
+        speech_mask = _speech_mask(np.arange(len(edb)) * HOP / SAMPLE_RATE, speech_segments)
+        first_off = lane.origin + k0 * hop16 - start
+        ks = np.arange(k0, k1 + 1)
+        sub = _pitch_to_energy_index(len(ks), len(edb), first_off)
+        worth = speech_mask[sub] & (edb[sub] > SILENCE_DB)
+        offs = first_off + (ks - k0) * hop16
+        sums = np.array([float(np.abs(x[o : o + span16]).sum()) for o in offs])
+        f0 = np.full(len(ks), np.nan, np.float32)
+        need = np.zeros(len(ks), bool)
+        for i, k in enumerate(ks.tolist()):
+            if not worth[i]:
+                continue
+            hit = lane.f0.get(k)
+            if hit is not None and abs(hit[1] - sums[i]) <= 1e-3 + 1e-4 * sums[i]:
+                f0[i] = hit[0]
+                self.frames_reused += 1
+            else:
+                need[i] = True
+        if need.any():
+            seg = x[first_off : first_off + (len(ks) - 1) * hop16 + span16]
+            got = yin_pitch(seg, SAMPLE_RATE, frame_mask=need)
+            for i in np.nonzero(need)[0]:
+                f0[i] = got[i]
+                lane.f0[int(ks[i])] = (float(got[i]), float(sums[i]))
+            self.frames_run += int(need.sum())
+            while len(lane.f0) > self.keep_frames:
+                lane.f0.popitem(last=False)
+        return summarize(edb, speech_mask, f0, sub, clipped)
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "streams": len(self._lanes),
+            "pitch_frames_run": self.frames_run,
+            "pitch_frames_reused": self.frames_reused,
+        }
