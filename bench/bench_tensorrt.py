@@ -139,7 +139,52 @@ def bench_cpu(args: argparse.Namespace, why: str) -> int:
         f"run batch 16 (interleaved, medians): direct {a:.3f} ms, via selection wrapper {b:.3f} ms (ratio {b / a:.3f}x)"
     )
     print(f"reasons reported: {load_runtime(path, 'auto', threads=1).describe().fallback_reasons}")
+    graphs_cpu(args, comps)
     return 0
+
+
+def graphs_cpu(args: argparse.Namespace, comps: list[tuple[str, Path]]) -> None:
+    """The FP16 / INT8 (Q/DQ) graphs TensorRT would build from: accuracy vs FP32 on real windows of
+    --calib and their ONNX Runtime CPU latency vs FP32 (interleaved), at the profile's opt batch."""
+    from affectstream.engine.runtimes.onnx import OrtRuntime
+    from affectstream.export import calibration as cal
+    from affectstream.export.precision import quantize_int8_qdq, to_fp16_onnx
+    from affectstream.export.tensorrt import default_shape_profile, graph_accuracy
+
+    src = Path(args.calib)
+    windows = cal.read_windows(src)
+    root = {n: p for n, p in comps}
+    boxes = cal.profile_face_boxes(next(iter(root.values())).parent) if "expression" in root else None
+    print(f"reduced-precision graphs on ORT CPU, real windows of {src.name} ({len(windows)} windows)")
+    print(
+        f"{'encoder':12} {'prec':5} {'batch':>5} {'FP32 ms':>8} {'graph ms':>9} {'ratio':>6}  accuracy vs FP32"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("face_short", "face_full", "expression"):
+            if name not in root:
+                continue
+            shapes = default_shape_profile(root[name], name)
+            inp = next(iter(shapes))
+            cs = cal.make_calibration_set(
+                name, inp, src, batch_size=shapes[inp].opt[0], face_boxes=boxes, windows=windows
+            )
+            graphs = {
+                "fp16": to_fp16_onnx(root[name], Path(tmp) / f"{name}-fp16.onnx"),
+                "int8": quantize_int8_qdq(
+                    root[name],
+                    list(cs.feeds()),
+                    Path(tmp) / f"{name}-int8.onnx",
+                    calibration_id=cs.calibration_id,
+                ).path,
+            }
+            fp32 = OrtRuntime(root[name], ["CPUExecutionProvider"], 1)
+            feed = cs.batches[0]
+            for prec, g in graphs.items():
+                acc = graph_accuracy(root[name], g, cs, prec, name)["summary"]
+                rt = OrtRuntime(g, ["CPUExecutionProvider"], 1)
+                x = {inp: feed}
+                a, b = interleaved(lambda f=fp32, x=x: f.run(x), lambda r=rt, x=x: r.run(x), args.iters)
+                print(f"{name:12} {prec:5} {len(feed):5d} {a:8.2f} {b:9.2f} {b / a:5.2f}x  {acc}")
 
 
 def main() -> int:
