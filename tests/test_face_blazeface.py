@@ -92,7 +92,7 @@ def test_onnx_matches_torch_with_dynamic_batch(profile: Profile, variant: str) -
 def test_unsupported_tflite_is_rejected_by_name(profile: Profile, tmp_path: Path) -> None:
     from affectstream.export.blazeface import load_blazeface
 
-    with pytest.raises(ValueError, match="unsupported type|not supported"):
+    with pytest.raises(ValueError, match=r"unsupported type|not supported"):
         load_blazeface(profile.path("expression_tflite"))  # int8 FER model: other ops/types
     bad = tmp_path / "x.tflite"
     bad.write_bytes(b"not a model at all")
