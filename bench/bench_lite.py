@@ -149,13 +149,18 @@ def interleaved_windows_per_s(analyzers: dict, frames, audio, n: int) -> dict:
     for k, a in analyzers.items():
         a.analyze_batch(make_windows(f"warm-{k}", 2, frames, audio))
     spent = dict.fromkeys(analyzers, 0.0)
+    stages: dict[str, dict[str, float]] = {k: {} for k in analyzers}
     keys = list(analyzers)
     for i in range(n):
         for k in keys if i % 2 == 0 else keys[::-1]:
             t = time.perf_counter()
-            analyzers[k].analyze(wins[k][i])
+            r = analyzers[k].analyze(wins[k][i])
             spent[k] += time.perf_counter() - t
-    return {k: n / spent[k] for k in keys}
+            for st, v in r.latency_ms.items():
+                stages[k][st] = stages[k].get(st, 0.0) + v / n
+    out: dict = {k: n / spent[k] for k in keys}
+    out["stages"] = stages
+    return out
 
 
 def bench_cache(analyzer_cls, prof, threads: int, frames, audio, n: int) -> dict:
@@ -163,10 +168,15 @@ def bench_cache(analyzer_cls, prof, threads: int, frames, audio, n: int) -> dict
     on = analyzer_cls(prof, threads=threads, cache_frames=1024)
     f0, n0 = off.frames_processed, on.frames_processed
     r = interleaved_windows_per_s({"off": off, "on": on}, frames, audio, n)
+    frame_stage = {
+        k: r["stages"][k].get("detect", 0) + r["stages"][k].get("expression", 0) for k in ("off", "on")
+    }
     return {
         "off": r["off"],
         "on": r["on"],
         "ratio": r["on"] / r["off"],
+        "stages": r["stages"],
+        "frame_stage_ratio": frame_stage["off"] / max(frame_stage["on"], 1e-9),
         "off_frames": off.frames_processed - f0,
         "on_frames": on.frames_processed - n0,
     }
@@ -287,8 +297,16 @@ def main() -> None:
     c = bench_cache(LiteAnalyzer, prof, args.threads, frames, audio, n)
     print("## 3. per-frame cache at length/hop = 2 (one stream)")
     print(
-        f"cache off: {c['off']:.1f} windows/s ({c['off_frames']} frames processed); cache on: {c['on']:.1f} windows/s ({c['on_frames']} frames) → {c['ratio']:.2f}×\n"
+        f"cache off: {c['off']:.1f} windows/s ({c['off_frames']} frames processed); cache on: {c['on']:.1f} windows/s ({c['on_frames']} frames) → {c['ratio']:.2f}×"
     )
+    print(
+        f"per-frame stages (detect + expression) per window: {c['frame_stage_ratio']:.2f}× less work with the cache"
+    )
+    print("| stage (mean ms/window) | cache off | cache on |\n|---|---|---|")
+    for st in c["stages"]["off"]:
+        if st != "fast_path":
+            print(f"| {st} | {c['stages']['off'][st]:.1f} | {c['stages']['on'].get(st, 0.0):.1f} |")
+    print()
 
     secs = 8.0 if args.quick else args.seconds
     rt = bench_realtime(LiteAnalyzer, prof, args.threads, frames, audio, secs)
