@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-BUILD_VERSION = "2"  # 2: spatial pads folded into convs
+BUILD_VERSION = "3"  # 2: spatial pads folded into convs; 3: channel pads as identity convs
 INPUT_SIZE = {"short": 128, "full": 192, "mesh": 192}
 OUTPUT_NAMES = {
     "short": ["regressors", "classificators"],
@@ -287,12 +287,12 @@ def export_onnx(tflite_path: Path, onnx_path: Path, *, variant: str, opset: int 
             opset_version=opset,
             dynamo=False,
         )
-    _fold_spatial_pads(onnx_path)
+    _optimize_pads(onnx_path)
     return onnx_path
 
 
-def _fold_spatial_pads(onnx_path: Path) -> None:
-    """Move zero `Pad`s that only pad H/W into the following `Conv`'s own (asymmetric) `pads`.
+def _optimize_pads(onnx_path: Path) -> None:
+    """Remove `Pad` nodes: H/W pads move into the next `Conv`'s own pads, channel pads become 1×1 convs.
 
     TFLite's SAME padding on stride-2 convs is asymmetric, which torch can only express as a separate
     pad; left in the graph it costs ORT a layout reorder around every such conv. ONNX `Conv` takes
@@ -330,6 +330,12 @@ def _fold_spatial_pads(onnx_path: Path) -> None:
         v = known.get(name)
         return None if v is None else np.asarray(v)
 
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    channels = {}
+    for v in [*inferred.value_info, *inferred.input]:
+        dims = v.type.tensor_type.shape.dim
+        if len(dims) == 4 and dims[1].HasField("dim_value"):
+            channels[v.name] = int(dims[1].dim_value)
     removed = []
     for pad in [n for n in g.node if n.op_type == "Pad"]:
         mode = next((a.s for a in pad.attribute if a.name == "mode"), b"constant")
@@ -337,6 +343,22 @@ def _fold_spatial_pads(onnx_path: Path) -> None:
         value = const(pad.input[2]) if len(pad.input) > 2 and pad.input[2] else np.zeros(1)
         users = consumers.get(pad.output[0], [])
         if mode != b"constant" or pads is None or value is None or np.any(value != 0) or pads.size != 8:
+            continue
+        channel_only = pads[5] > 0 and not np.any(pads[[0, 1, 2, 3, 4, 6, 7]] != 0)
+        if channel_only and channels.get(pad.input[0]):
+            # BlazeFace's residual "channel padding" (x zero-extended to the wider branch before ADD) as a
+            # 1×1 identity conv: exact, and ORT keeps its blocked conv layout instead of reordering the
+            # tensor for a Pad (short-range model 8–20 % faster measured here).
+            cin = channels[pad.input[0]]
+            w = np.zeros((cin + int(pads[5]), cin, 1, 1), np.float32)
+            w[np.arange(cin), np.arange(cin), 0, 0] = 1.0
+            wname = f"{pad.output[0]}_identity"
+            g.initializer.append(numpy_helper.from_array(w, wname))
+            conv = helper.make_node(
+                "Conv", [pad.input[0], wname], [pad.output[0]], name=f"{pad.name}_as_conv"
+            )
+            g.node.insert(list(g.node).index(pad), conv)
+            removed.append(pad)
             continue
         if (
             len(users) != 1
