@@ -50,11 +50,15 @@ def test_blazeface_batches_shape_and_normalisation(calib_clip: Path, windows, li
     assert all(b.shape == (8, 128, 128, 3) and b.dtype == np.float32 for b in cs.batches)
     x = np.concatenate(cs.batches)
     assert x.min() >= -1.0 and x.max() <= 1.0 and x.min() < -0.5 and x.max() > 0.5
-    # Independent check of the recipe on a square frame (no letterbox padding): INTER_AREA to 128,
-    # BGR → RGB, x / 127.5 - 1.
+    # Independent check of the recipe on a square frame (no letterbox padding): area resize to 128,
+    # BGR → RGB, x / 127.5 - 1. The detector may resize in two steps for speed (≈1 grey level apart).
     first = frames[min(frames)]
-    want = cv2.resize(first, (128, 128), interpolation=cv2.INTER_AREA)[:, :, ::-1] / 127.5 - 1.0
-    np.testing.assert_allclose(cs.batches[0][0], want, atol=1e-5)
+    area = cv2.resize(first, (128, 128), interpolation=cv2.INTER_AREA)
+    want = area[:, :, ::-1] / 127.5 - 1.0
+    got = cs.batches[0][0]
+    assert np.abs(got - want).mean() < 2 / 127.5 and np.abs(got - want).max() < 24 / 127.5
+    swapped = area / 127.5 - 1.0  # BGR left as is: clearly worse on a colourful photo
+    assert np.abs(got - swapped).mean() > 5 * np.abs(got - want).mean()
     # And the real detector finds the face with high confidence on every calibration image: a wrong
     # normalisation (e.g. 0..255) drives these scores to ~0.
     rt = OrtRuntime(Profile.load(lite_profile).path("face_short"), ["CPUExecutionProvider"], 1)
