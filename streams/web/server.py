@@ -148,6 +148,7 @@ class WebRtcServer:
         app.router.add_get("/", self._index)
         app.router.add_get("/config", self._client_config)
         app.router.add_get("/health", self._health)
+        app.router.add_get("/favicon.ico", self._no_content)
         app.router.add_post("/offer", self._offer)
         app.router.add_static("/static/", STATIC, show_index=False)
         return app
@@ -158,6 +159,9 @@ class WebRtcServer:
 
     async def _index(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    async def _no_content(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
 
     async def _client_config(self, request: web.Request) -> web.Response:
         if not self._authorized(request):

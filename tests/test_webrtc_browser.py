@@ -1,0 +1,64 @@
+"""Headless Chromium calls `affectstream serve` inside a loopback-only network namespace.
+
+The browser part runs in a subprocess (`unshare -n` gives it a fresh namespace with only `lo`), so no
+packet of this test can leave the machine even though Chromium and ICE would normally try. The script
+(tests/webrtc_browser_e2e.py) writes what it saw to test-artifacts/webrtc_browser.json and a
+screenshot next to it; here we check that a label appeared in the DOM and MQTT got the stream's windows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from affectstream.engine.labels import EMOTIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def _why_not() -> str | None:
+    if not Path("/usr/bin/chromium").exists():
+        return "Debian chromium is not installed (apt-get install chromium)"
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return "unshare/ip (util-linux, iproute2) are needed for a loopback-only namespace"
+    if shutil.which("mosquitto") is None:
+        return "mosquitto is not installed"
+    if os.geteuid() != 0:
+        return "unshare -n needs root"
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return "playwright (Python) is not installed"
+    return None
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_chromium_call_shows_label_and_publishes_windows(lite_profile: Path) -> None:
+    why = _why_not()
+    if why:
+        pytest.skip(why)
+    ARTIFACTS.mkdir(exist_ok=True)
+    out = ARTIFACTS / "webrtc_browser.json"
+    out.unlink(missing_ok=True)
+    script = f"ip link set lo up && exec {sys.executable} tests/webrtc_browser_e2e.py --out {ARTIFACTS}"
+    proc = subprocess.run(
+        ["unshare", "-n", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert out.exists(), f"no result written (rc={proc.returncode}): {proc.stderr[-3000:]}"
+    r = json.loads(out.read_text())
+    assert proc.returncode == 0 and r["ok"], json.dumps(r, indent=1)[-4000:]
+    assert r["label"] in EMOTIONS
+    assert r["dom_windows"] >= 3
+    assert abs(sum(r["bars"]) - 1.0) < 0.05, r["bars"]  # the per-class bars show a distribution
+    assert r["mqtt_windows"] >= 1 and r["stream"] == "chromium-e2e"
+    assert r["mqtt_faces"] >= 1, "the fake camera's face was never measured"
+    assert r["status_after_stop"] == "stopped"
+    assert r["server_exit"] == 0, r.get("server_stderr")
+    assert (ARTIFACTS / "webrtc_browser.png").stat().st_size > 10_000
