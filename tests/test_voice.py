@@ -176,31 +176,3 @@ def test_stream_vad_resets_when_the_clock_restarts(silero, beckett):
     r = sv.analyze("r", 1.0, np.zeros(2 * SR, np.float32))
     assert not r.speech and r.speech_ratio == 0.0
     assert sv.stats()["resets"] == 1
-
-
-def test_stream_prosody_matches_per_window_and_reuses_pitch(silero, beckett):
-    from affectstream.engine.models.prosody import StreamProsody
-
-    sp = StreamProsody()
-    for k in range(7):  # 2 s windows, hop 1 s
-        x = beckett[k * SR : (k + 2) * SR]
-        segs = silero.analyze(x).segments
-        alone, cached = analyze_prosody(x, segs), sp.analyze("p", float(k), x, segs)
-        for f in ("pitch_hz", "pitch_std_st", "energy_db", "speaking_rate", "pause_ratio", "arousal"):
-            a, b = getattr(alone, f), getattr(cached, f)
-            assert (a is None) == (b is None), f
-            if a is not None:
-                assert b == pytest.approx(a, rel=0.02, abs=0.02), f
-    st = sp.stats()
-    assert st["pitch_frames_reused"] > 0.3 * st["pitch_frames_run"]
-
-
-def test_stream_prosody_recomputes_after_a_clock_restart(beckett):
-    from affectstream.engine.models.prosody import StreamProsody
-
-    sp = StreamProsody()
-    low = beckett[: 2 * SR]
-    t = np.arange(2 * SR) / SR
-    high = (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)  # same timestamps, different audio
-    assert sp.analyze("c", 0.0, low, [(0.0, 2.0)]).pitch_hz < 200
-    assert sp.analyze("c", 0.0, high, [(0.0, 2.0)]).pitch_hz == pytest.approx(300, rel=0.02)

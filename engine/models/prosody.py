@@ -8,8 +8,7 @@ pitch movement, faster syllables → more aroused), reported as a cue, not as an
 
 from __future__ import annotations
 
-import collections
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -237,81 +236,3 @@ def summarize(
         wsum = sum(w for _, w in parts)
         arousal = float(sum(v * w for v, w in parts) / wsum)
     return Prosody(pitch, pitch_std, pitch_std_st, energy, rate, pause, arousal, voiced_ratio, clipped)
-
-
-@dataclass(slots=True)
-class _PitchLane:
-    origin: int  # absolute 16 kHz sample of pitch frame 0 of this stream's grid
-    f0: collections.OrderedDict[int, tuple[float, float]] = field(default_factory=collections.OrderedDict)
-
-
-class StreamProsody:
-    """Prosody with per-stream pitch caching: overlapping windows share audio, so each 20 ms pitch frame
-    (the expensive part: YIN) is computed once per stream on a fixed grid and reused; energy (cheap) is
-    recomputed per window. A checksum per cached frame detects a restarted clock (then recomputed).
-    Bounded: `keep_frames` per stream, `max_streams` streams."""
-
-    def __init__(self, keep_frames: int = 2048, max_streams: int = 256) -> None:
-        self.keep_frames = keep_frames
-        self.max_streams = max_streams
-        self._lanes: collections.OrderedDict[str, _PitchLane] = collections.OrderedDict()
-        self.frames_run = 0
-        self.frames_reused = 0
-
-    def analyze(
-        self,
-        stream_id: str,
-        start_s: float,
-        audio: np.ndarray,
-        speech_segments: list[tuple[float, float]] | None,
-    ) -> Prosody:
-        x = np.asarray(audio, dtype=np.float32).ravel()
-        clipped = float(np.mean(np.abs(x) >= 0.99)) if len(x) else 0.0
-        if len(x) < 2 * PITCH_FRAME:
-            return analyze_prosody(x, speech_segments)
-        start = round(start_s * SAMPLE_RATE)
-        lane = self._lanes.pop(stream_id, None) or _PitchLane(origin=start)
-        self._lanes[stream_id] = lane
-        while len(self._lanes) > self.max_streams:
-            self._lanes.popitem(last=False)
-        hop16, span16 = 2 * PITCH_HOP, 2 * PITCH_FRAME
-        k0 = -((lane.origin - start) // hop16)  # first grid frame starting at or after the window start
-        k1 = (start + len(x) - span16 - lane.origin) // hop16  # last grid frame ending inside the window
-        if k1 < k0:
-            return analyze_prosody(x, speech_segments)
-        edb = frame_energy_db(x)
-        speech_mask = _speech_mask(np.arange(len(edb)) * HOP / SAMPLE_RATE, speech_segments)
-        first_off = lane.origin + k0 * hop16 - start
-        ks = np.arange(k0, k1 + 1)
-        sub = _pitch_to_energy_index(len(ks), len(edb), first_off)
-        worth = speech_mask[sub] & (edb[sub] > SILENCE_DB)
-        offs = first_off + (ks - k0) * hop16
-        sums = np.array([float(np.abs(x[o : o + span16]).sum()) for o in offs])
-        f0 = np.full(len(ks), np.nan, np.float32)
-        need = np.zeros(len(ks), bool)
-        for i, k in enumerate(ks.tolist()):
-            if not worth[i]:
-                continue
-            hit = lane.f0.get(k)
-            if hit is not None and abs(hit[1] - sums[i]) <= 1e-3 + 1e-4 * sums[i]:
-                f0[i] = hit[0]
-                self.frames_reused += 1
-            else:
-                need[i] = True
-        if need.any():
-            seg = x[first_off : first_off + (len(ks) - 1) * hop16 + span16]
-            got = yin_pitch(seg, SAMPLE_RATE, frame_mask=need)
-            for i in np.nonzero(need)[0]:
-                f0[i] = got[i]
-                lane.f0[int(ks[i])] = (float(got[i]), float(sums[i]))
-            self.frames_run += int(need.sum())
-            while len(lane.f0) > self.keep_frames:
-                lane.f0.popitem(last=False)
-        return summarize(edb, speech_mask, f0, sub, clipped)
-
-    def stats(self) -> dict[str, int]:
-        return {
-            "streams": len(self._lanes),
-            "pitch_frames_run": self.frames_run,
-            "pitch_frames_reused": self.frames_reused,
-        }
