@@ -422,7 +422,8 @@ def export_tensorrt(
                     res.notes.append(f"accuracy check skipped: {e}")
             int8_here = comp_precision == "int8"
             calib_id = calib_set.calibration_id if int8_here and calib_set else ""
-            key = EngineKey.create(name, onnx_path, device, comp_precision, shapes, calib_id)
+            # Cached under the ONNX file's stem: that is what `load_runtime(path)` looks up.
+            key = EngineKey.create(onnx_path.stem, onnx_path, device, comp_precision, shapes, calib_id)
             res.notes += cache.prune(key)
             hit = cache.lookup(key)
             if hit.hit:
