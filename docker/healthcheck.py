@@ -15,18 +15,36 @@ from urllib.parse import urlparse
 import paho.mqtt.client as mqtt
 
 
+def mqtt_target() -> tuple[str, str, str, str | None, str | None]:
+    """(url, prefix, node_id, user, password) exactly as the engine resolves them (AFFECTSTREAM_* env,
+    optional AFFECTSTREAM_CONFIG TOML); without a broker URL the engine runs its embedded broker."""
+    try:
+        from pathlib import Path
+
+        from affectstream.engine.config import load_settings
+
+        cfg = os.environ.get("AFFECTSTREAM_CONFIG")
+        m = load_settings(Path(cfg) if cfg else None, {}).mqtt
+        url = m.url or f"mqtt://{m.embedded_host}:{m.embedded_port}"
+        return url, m.prefix, m.node_id, m.username, m.password
+    except ImportError:  # healthcheck copied somewhere without the package: plain environment
+        url = os.environ.get("AFFECTSTREAM_MQTT__URL", "mqtt://127.0.0.1:1883")
+        prefix = os.environ.get("AFFECTSTREAM_MQTT__PREFIX", "affectstream")
+        node = os.environ.get("AFFECTSTREAM_MQTT__NODE_ID", "")
+        return url, prefix, node, None, None
+
+
 def main() -> int:
-    url = urlparse(os.environ.get("AFFECTSTREAM_MQTT__URL", "mqtt://127.0.0.1:1883"))
-    prefix = os.environ.get("AFFECTSTREAM_MQTT__PREFIX", "affectstream")
-    node = os.environ.get("AFFECTSTREAM_MQTT__NODE_ID", "")
+    raw_url, prefix, node, user, password = mqtt_target()
+    url = urlparse(raw_url)
     if not node:
         print("unhealthy: AFFECTSTREAM_MQTT__NODE_ID not set", file=sys.stderr)
         return 1
     topic = f"{prefix}/{node}/available"
     got: list[bytes] = []
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"health-{node}-{os.getpid()}")
-    if url.username:
-        c.username_pw_set(url.username, url.password)
+    if url.username or user:
+        c.username_pw_set(url.username or user, url.password or password)
     if url.scheme == "mqtts":
         c.tls_set()
     c.on_connect = lambda cl, *_: cl.subscribe(topic, qos=1)

@@ -138,3 +138,21 @@ def test_healthcheck_with_no_broker(tmp_path: Path) -> None:
         port = s.getsockname()[1]
     r = _health(f"mqtt://127.0.0.1:{port}", "edge1")
     assert r.returncode == 1 and "broker unreachable" in r.stderr
+
+
+def test_healthcheck_resolves_node_id_like_the_engine(mosquitto) -> None:
+    """Without AFFECTSTREAM_MQTT__NODE_ID the engine uses its hostname-based default; so must the check."""
+    from affectstream.engine.config import load_settings
+
+    node = load_settings(None, {}).mqtt.node_id
+    subprocess.run(
+        ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(mosquitto.port), "-r", "-q", "1",
+         "-t", f"affectstream/{node}/available", "-m", "online"],
+        check=True, timeout=10,
+    )  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "AFFECTSTREAM_MQTT__NODE_ID"}
+    env.update({"AFFECTSTREAM_MQTT__URL": mosquitto.url, "AFFECTSTREAM_HEALTH_WAIT": "1.5"})
+    r = subprocess.run(
+        [sys.executable, str(DOCKER / "healthcheck.py")], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert r.returncode == 0, r.stderr
