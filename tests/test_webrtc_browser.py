@@ -2,8 +2,8 @@
 
 The browser part runs in a subprocess (`unshare -n` gives it a fresh namespace with only `lo`), so no
 packet of this test can leave the machine even though Chromium and ICE would normally try. The script
-(tests/webrtc_browser_e2e.py) writes what it saw to test-artifacts/webrtc_browser.json and a
-screenshot next to it; here we check that a label appeared in the DOM and MQTT got the stream's windows.
+(tests/webrtc_browser_e2e.py) writes what it saw to test-artifacts/NAME.json and a screenshot next to
+it; here we check that a label appeared in the DOM and MQTT got the stream's windows.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from affectstream.engine.labels import EMOTIONS
@@ -38,16 +39,17 @@ def _why_not() -> str | None:
     return None
 
 
-@pytest.mark.browser
-@pytest.mark.slow
-def test_chromium_call_shows_label_and_publishes_windows(lite_profile: Path) -> None:
+def _run_e2e(name: str, *extra: str) -> dict[str, Any]:
     why = _why_not()
     if why:
         pytest.skip(why)
     ARTIFACTS.mkdir(exist_ok=True)
-    out = ARTIFACTS / "webrtc_browser.json"
+    out = ARTIFACTS / f"{name}.json"
     out.unlink(missing_ok=True)
-    script = f"ip link set lo up && exec {sys.executable} tests/webrtc_browser_e2e.py --out {ARTIFACTS}"
+    script = (
+        f"ip link set lo up && exec {sys.executable} tests/webrtc_browser_e2e.py "
+        f"--out {ARTIFACTS} --name {name} {' '.join(extra)}"
+    )
     proc = subprocess.run(
         ["unshare", "-n", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
@@ -59,6 +61,29 @@ def test_chromium_call_shows_label_and_publishes_windows(lite_profile: Path) -> 
     assert abs(sum(r["bars"]) - 1.0) < 0.05, r["bars"]  # the per-class bars show a distribution
     assert r["mqtt_windows"] >= 1 and r["stream"] == "chromium-e2e"
     assert r["mqtt_faces"] >= 1, "the fake camera's face was never measured"
+    assert r["mqtt_speech"] >= 1, "the fake microphone's speech was never heard"
+    call = r["health"]["calls"]["chromium-e2e"]
+    assert call["kinds"] == ["audio", "video"] and call["frames"] > 0 and call["audio_seconds"] > 1
     assert r["status_after_stop"] == "stopped"
     assert r["server_exit"] == 0, r.get("server_stderr")
-    assert (ARTIFACTS / "webrtc_browser.png").stat().st_size > 10_000
+    assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000
+    return r
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_chromium_call_shows_label_and_publishes_windows(lite_profile: Path) -> None:
+    _run_e2e("webrtc_browser")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_chromium_call_shows_reasoning(lite_profile: Path) -> None:
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        pytest.skip("llama-cpp-python is not installed: the reasoning slow path cannot run")
+    r = _run_e2e("webrtc_browser_reasoning", "--reasoning")
+    think, _, answer = r["reasoning"].partition("→")
+    assert think.strip(), r["reasoning"]
+    assert answer.split("(")[0].strip().split(" ")[0] in EMOTIONS, r["reasoning"]

@@ -61,10 +61,12 @@ def make_fake_devices(folder: Path, seconds: float = 6.0) -> tuple[Path, Path]:
     return y4m, wav
 
 
-def start_server(port: int, token: str, mqtt_url: str) -> tuple[subprocess.Popen[str], str]:
+def start_server(port: int, token: str, mqtt_url: str, reasoning: bool) -> tuple[subprocess.Popen[str], str]:
     env = dict(os.environ, AFFECTSTREAM_HOME=str(test_home()), PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "affectstream.engine.cli", "serve", "--host", "127.0.0.1",
-           "--port", str(port), "--token", token, "--mqtt", mqtt_url, "--no-reasoning"]  # fmt: skip
+           "--port", str(port), "--token", token, "--mqtt", mqtt_url]  # fmt: skip
+    if not reasoning:
+        cmd.append("--no-reasoning")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     deadline = time.monotonic() + 120
@@ -78,7 +80,9 @@ def start_server(port: int, token: str, mqtt_url: str) -> tuple[subprocess.Popen
     raise RuntimeError(f"server did not start: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
 
 
-async def drive(url: str, y4m: Path, wav: Path, out: Path, mqtt_port: int, min_windows: int) -> dict:
+async def drive(
+    url: str, y4m: Path, wav: Path, shot: Path, mqtt_port: int, min_windows: int, reasoning: bool
+) -> dict:
     from playwright.async_api import async_playwright
 
     result: dict = {"url_has_token": "token=" in url}
@@ -113,8 +117,15 @@ async def drive(url: str, y4m: Path, wav: Path, out: Path, mqtt_port: int, min_w
             result["bars"] = await page.evaluate(
                 "[...document.querySelectorAll('.bars .val')].map(e => Number(e.textContent))"
             )
+            if reasoning:
+                await page.wait_for_function(
+                    "document.getElementById('reasoning').textContent.includes('→')", timeout=90_000
+                )
+                result["reasoning"] = await page.text_content("#reasoning")
+            health_url = url.replace("/?", "/health?") if "?" in url else url + "health"
+            result["health"] = await page.evaluate(f"fetch({json.dumps(health_url)}).then(r => r.json())")
             await page.wait_for_timeout(500)  # let the timeline draw the last window
-            await page.screenshot(path=str(out / "webrtc_browser.png"), full_page=True)
+            await page.screenshot(path=str(shot), full_page=True)
             suffix = f"/{result['stream']}/window"
             await mq.wait_for(lambda ms: any(m.topic.endswith(suffix) for m in ms), 10)
             wins = [json.loads(m.payload) for m in mq.messages if m.topic.endswith(suffix)]
@@ -134,20 +145,26 @@ async def drive(url: str, y4m: Path, wav: Path, out: Path, mqtt_port: int, min_w
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path("test-artifacts"))
+    ap.add_argument("--name", default="webrtc_browser", help="artifact names: NAME.json, NAME.png")
     ap.add_argument("--min-windows", type=int, default=3)
+    ap.add_argument("--reasoning", action="store_true", help="run the LLM slow path and wait for its text")
+    ap.add_argument("--seconds", type=float, default=6.0, help="length of the fake camera/mic loop")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     result: dict = {"ok": False}
+    shot = args.out / f"{args.name}.png"
     work = Path(tempfile.mkdtemp(prefix="affectstream-e2e-"))
     mosq = Mosquitto()
     server = None
     try:
-        y4m, wav = make_fake_devices(work)
+        y4m, wav = make_fake_devices(work, args.seconds)
         mosq.start()
         token = secrets.token_urlsafe(16)
-        server, url = start_server(free_port(), token, mosq.url)
-        result.update(asyncio.run(drive(url, y4m, wav, args.out, mosq.port, args.min_windows)))
+        server, url = start_server(free_port(), token, mosq.url, args.reasoning)
+        result.update(asyncio.run(drive(url, y4m, wav, shot, mosq.port, args.min_windows, args.reasoning)))
         result["ok"] = bool(result.get("label")) and result.get("mqtt_windows", 0) > 0
+        if args.reasoning:
+            result["ok"] = result["ok"] and "→" in (result.get("reasoning") or "")
     except Exception as e:
         result["error"] = f"{type(e).__name__}: {e}"
     finally:
@@ -163,7 +180,7 @@ def main() -> int:
             result["server_stderr"] = err[-3000:]
         with contextlib.suppress(Exception):
             mosq.cleanup()
-        (args.out / "webrtc_browser.json").write_text(json.dumps(result, indent=2))
+        (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2))
     return 0 if result["ok"] else 1
 
 

@@ -43,6 +43,7 @@ class DataChannelSink(Sink):
 
     def __init__(self, max_buffered: int = 1 << 20) -> None:
         self.max_buffered = max_buffered
+        self.hello_extra: dict[str, Any] = {}  # server facts for the page (profile, reasoning on/off)
         self._channels: dict[str, Channel] = {}
         self.totals = ChannelStats()
 
@@ -53,7 +54,8 @@ class DataChannelSink(Sink):
         "how long after I captured this did the label arrive" without trusting any other clock.
         """
         self._channels[stream] = channel
-        self._send(stream, {"schema": HELLO_SCHEMA, "stream": stream, "t0_unix": round(t0_unix, 6)})
+        hello = {"schema": HELLO_SCHEMA, "stream": stream, "t0_unix": round(t0_unix, 6), **self.hello_extra}
+        self._send(stream, hello)
 
     def unregister(self, stream: str) -> None:
         self._channels.pop(stream, None)

@@ -169,12 +169,25 @@ class WebRtcServer:
         return web.json_response({"iceServers": browser_ice_servers(self.config.ice_servers)})
 
     async def _health(self, request: web.Request) -> web.Response:
+        """Liveness plus per-call counters (stream ids are private: token required when one is set)."""
+        if not self._authorized(request):
+            return _error(401, "missing or wrong bearer token")
+        calls = {
+            sid: {
+                "connection": p.pc.connectionState,
+                "kinds": sorted(p.source.kinds),
+                "seconds": round(time.monotonic() - p.created, 1),
+                **p.source.counters(),
+            }
+            for sid, p in self.peers.items()
+        }
         return web.json_response(
             {
                 "peers": len(self.peers),
                 "max_peers": self.config.max_peers,
                 **self.counters,
                 "channels": self.channels.stats(),
+                "calls": calls,
             }
         )
 
@@ -265,6 +278,8 @@ class WebRtcServer:
         raise RuntimeError("engine did not start within 5 s")
 
     async def start(self) -> None:
+        reasoning = self.engine.slow_path is not None or self.engine._inline_reasoning is not None
+        self.channels.hello_extra = {"profile": self.engine.settings.profile, "reasoning": reasoning}
         if is_loopback_host(self.config.host):
             restrict_to_loopback()
         await self.start_engine()

@@ -130,13 +130,15 @@ function onMessage(m) {
   const schema = String(m.schema || "");
   if (schema.startsWith("affectstream.webrtc.hello/")) {
     t0Unix = m.t0_unix;
+    if (m.reasoning === false) $("reasoning").textContent = "reasoning is off on this server";
   } else if (schema.startsWith("affectstream.window/")) {
     onWindow(m);
   } else if (schema.startsWith("affectstream.state/")) {
     $("smoothed").textContent = `smoothed: ${m.label} ${Number(m.score).toFixed(2)}`;
   } else if (schema.startsWith("affectstream.reasoning/")) {
     const answer = m.valid ? m.answer : `${m.fallback_label || "?"} (fast label kept)`;
-    $("reasoning").textContent = `${m.think}\n→ ${answer}`;
+    const when = `window ${m.window.index}, ${(Number(m.latency_ms) / 1000).toFixed(1)} s, ${m.model}`;
+    $("reasoning").textContent = `${m.think}\n→ ${answer}  (${when})`;
   } else if (schema.startsWith("affectstream.events/")) {
     const li = document.createElement("li");
     li.textContent = `${m.type} ${m.label} @ ${Number(m.start).toFixed(1)}s` + (m.end != null ? `–${Number(m.end).toFixed(1)}s` : "");
