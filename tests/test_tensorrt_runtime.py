@@ -51,19 +51,31 @@ def test_missing_tensorrt_is_reported_not_crashed(tmp_path: Path) -> None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(TRT_MISSING is not None, reason=TRT_MISSING or "")
-@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_build_load_and_match_onnxruntime(tiny_onnx: Path, tmp_path: Path, precision: str) -> None:
-    """GPU machines: build an engine, run batches above the profile max, compare with ORT CPU."""
+    """GPU machines: build an engine the way the exporter does (precision graph + flags), run batches
+    above the profile max, compare with ORT CPU. (Mechanics test: the INT8 scales come from synthetic
+    batches here; real-window calibration is covered by the exporter and bench/gpu_check_trt.sh.)"""
     from affectstream.engine.runtimes.engine_cache import EngineCache, EngineKey, detect_device
     from affectstream.engine.runtimes.onnx import OrtRuntime
     from affectstream.engine.runtimes.select import load_runtime
     from affectstream.engine.runtimes.tensorrt import TensorRTRuntime
     from affectstream.export.accuracy import compare_runtimes
-    from affectstream.export.tensorrt import build_engine_bytes
+    from affectstream.export.precision import quantize_int8_qdq, to_fp16_onnx
+    from affectstream.export.tensorrt import build_engine_bytes, weakly_typed_builder
 
     prof = {"input": ShapeRange((1, 1, 64, 64), (4, 1, 64, 64), (8, 1, 64, 64))}
+    rng = np.random.default_rng(1)
+    graph = tiny_onnx
+    if precision == "fp16" and not weakly_typed_builder():
+        graph = to_fp16_onnx(tiny_onnx, tmp_path / "tiny_fp16.onnx")
+    if precision == "int8":
+        feeds = [{"input": rng.uniform(-1, 1, (4, 1, 64, 64)).astype(np.float32)} for _ in range(4)]
+        graph = quantize_int8_qdq(
+            tiny_onnx, feeds, tmp_path / "tiny_int8.onnx", calibration_id="gpu-test"
+        ).path
     data = build_engine_bytes(
-        tiny_onnx,
+        graph,
         precision=precision,
         profile=prof,
         log_path=tmp_path / "build.log",
