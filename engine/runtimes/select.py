@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from affectstream.engine.runtimes.base import Runtime, RuntimeInfo, RuntimeUnavailable
+from affectstream.engine.runtimes.base import ModelFileError, Runtime, RuntimeInfo, RuntimeUnavailable
 
 log = logging.getLogger("affectstream.runtime")
 
@@ -160,6 +160,8 @@ def _trt_step(model_path: Path, cache_root: Path, precision: str | None, device_
     from affectstream.engine.runtimes.tensorrt import TensorRTRuntime, import_tensorrt
 
     import_tensorrt()
+    if not model_path.is_file():
+        raise ModelFileError(f"model file missing: {model_path} (run `affectstream models prepare lite`)")
     device = detect_device(device_index)
     precisions = (precision,) if precision else DEFAULT_PRECISIONS
     found = EngineCache(cache_root).find_loadable(model_path.stem, model_path, device, precisions)
@@ -170,7 +172,10 @@ def _trt_step(model_path: Path, cache_root: Path, precision: str | None, device_
             f"tensorrt: {found.reasons[0]}; build it with `affectstream export tensorrt PROFILE --fp16`"
         )
     assert found.path is not None
-    return TensorRTRuntime(found.path, device_index=device_index)
+    try:
+        return TensorRTRuntime(found.path, device_index=device_index)
+    except ModelFileError as e:  # a cached engine that will not deserialize is a cache problem: fall back
+        raise RuntimeUnavailable(f"tensorrt: {e}") from e
 
 
 def load_runtime(
