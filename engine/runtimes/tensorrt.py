@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,7 @@ class TensorRTRuntime(Runtime):
 
         torch = require_torch_cuda()
         self._trt, self._torch = trt, torch
+        self._lock = threading.Lock()
         self.path = Path(engine_path)
         if not self.path.is_file():
             raise ModelFileError(
@@ -141,7 +143,8 @@ class TensorRTRuntime(Runtime):
         n, chunks = split_batches(inputs, self.input_names, self.max_batch)
         if n == 0:
             raise ValueError("empty batch: nothing to run")
-        parts = [self._run_chunk(c) for c in chunks]
+        with self._lock:  # one execution context: its shapes/addresses must not interleave across threads
+            parts = [self._run_chunk(c) for c in chunks]
         if len(parts) == 1:
             return parts[0]
         return {k: np.concatenate([p[k] for p in parts], axis=0) for k in self.output_names}
