@@ -70,6 +70,10 @@ class LruCache:
         self.hits += 1
         return v
 
+    def peek(self, key: Any) -> Any | None:
+        """Look without counting a hit/miss or refreshing recency."""
+        return self._d.get(key)
+
     def put(self, key: Any, value: Any) -> None:
         if self.capacity == 0:
             return
@@ -400,6 +404,23 @@ class LiteAnalyzer(AnalyzerBase):
             lat["mesh"] = lat.get("mesh", 0.0) + (t3 - t2) * 1000
         return out
 
+    def _mesh_keys(self, windows: list[Window]) -> set[FrameKey]:
+        """Frames that get the face mesh: facial actions are slow-changing cues, not scores, so at most one
+        frame per window (its newest) — and none when the window already holds a cached frame with cues
+        (the previous window's newest, at hop < length). Keeps the mesh (~20 ms/face on a loaded 2-core
+        CPU) off most frames."""
+        keys: set[FrameKey] = set()
+        if self.mesh is None:
+            return keys
+        for w in windows:
+            if not w.frames:
+                continue
+            cached = (self.cache.peek(frame_key(w.stream_id, f)) for f in w.frames)
+            if any(ff is not None and any(a is not None for a in ff.actions) for ff in cached):
+                continue
+            keys.add(frame_key(w.stream_id, max(w.frames, key=lambda f: (f.ts, f.index))))
+        return keys
+
     def _mesh_actions(
         self, images: list[np.ndarray], dets: list[list[Any]]
     ) -> list[list[dict[str, float] | None]]:
@@ -499,13 +520,7 @@ class LiteAnalyzer(AnalyzerBase):
             t_start = time.perf_counter()
             lat: dict[str, float] = {}
             items = [(frame_key(w.stream_id, f), f) for w in windows for f in w.frames]
-            # facial actions are cues, not scores: the mesh runs on one frame per window (its newest), which
-            # keeps its cost (~20 ms/face on a loaded 2-core CPU) off most frames
-            mesh_keys = {
-                frame_key(w.stream_id, max(w.frames, key=lambda f: (f.ts, f.index)))
-                for w in windows
-                if w.frames
-            }
+            mesh_keys = self._mesh_keys(windows)
             feats = self._frame_features(items, lat, mesh_keys)
             voices = self._voice(windows, lat)
             results = []
