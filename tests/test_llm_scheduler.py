@@ -33,7 +33,7 @@ async def test_busy_stream_keeps_only_the_latest_trigger_and_counts_skips(llama_
         await sched.drain(60)
         got = [sched.results.get_nowait() for _ in range(sched.results.qsize())]
         assert [r.window.index for r in got] == [0, 4]
-        s = sched.snapshot()
+        s = sched.stats()
         assert (s["submitted"], s["triggered"], s["not_triggered"], s["skipped"], s["completed"]) == (
             5,
             4,
@@ -43,7 +43,7 @@ async def test_busy_stream_keeps_only_the_latest_trigger_and_counts_skips(llama_
         )
         assert s["latency_p50_ms"] is not None and s["latency_p95_ms"] >= s["latency_p50_ms"]
     finally:
-        await sched.close()
+        await sched.aclose()
 
 
 async def test_every_n_trigger_and_fair_order_across_streams(llama_model: LlamaCppLM) -> None:
@@ -56,7 +56,7 @@ async def test_every_n_trigger_and_fair_order_across_streams(llama_model: LlamaC
         got = [sched.results.get_nowait() for _ in range(sched.results.qsize())]
         assert [(r.stream, r.window.index) for r in got] == [("a", 2), ("a", 5)]
     finally:
-        await sched.close()
+        await sched.aclose()
     # one reasoner, two streams: waiting streams are served in arrival order, one in flight each
     sched = ReasoningScheduler([Reasoner(llama_model, max_tokens=4)])
     try:
@@ -66,7 +66,7 @@ async def test_every_n_trigger_and_fair_order_across_streams(llama_model: LlamaC
         got = [sched.results.get_nowait() for _ in range(sched.results.qsize())]
         assert [(r.stream, r.window.index) for r in got] == [("a", 0), ("b", 0), ("a", 1), ("b", 1)]
     finally:
-        await sched.close()
+        await sched.aclose()
 
 
 async def test_fast_path_keeps_publishing_while_generations_run(llama_model: LlamaCppLM, mosquitto) -> None:
@@ -111,8 +111,8 @@ async def test_fast_path_keeps_publishing_while_generations_run(llama_model: Lla
             await sched.drain(60)
             await asyncio.sleep(0.3)
         finally:
-            await sched.close()
-        stats = sched.snapshot()
+            await sched.aclose()
+        stats = sched.stats()
 
     windows = [json.loads(m.payload) for m in col.on("/window")]
     reasoning = [json.loads(m.payload) for m in col.on("/reasoning")]

@@ -19,6 +19,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from affectstream.engine.llm.reasoner import Reasoner
@@ -83,18 +85,21 @@ class ReasoningScheduler:
         on_change: bool = True,
         queue_size: int = 64,
         on_result: ResultCallback | None = None,
+        owns_models: bool = False,
     ) -> None:
         if not reasoners:
             raise ValueError("scheduler needs at least one reasoner")
         if every_n < 0 or queue_size < 1:
             raise ValueError(f"every_n must be ≥ 0 and queue_size ≥ 1 (got {every_n}, {queue_size})")
+        self._reasoners = list(reasoners)
+        self._owns_models = owns_models
         self._idle: list[Reasoner] = list(reasoners)
         self._pool = ThreadPoolExecutor(max_workers=len(reasoners), thread_name_prefix="reasoner")
         self.every_n = every_n
         self.on_change = on_change
         self.on_result = on_result
         self.results: asyncio.Queue[ReasoningResult] = asyncio.Queue(maxsize=queue_size)
-        self.stats = SchedulerStats()
+        self.counters = SchedulerStats()
         self._streams: dict[str, _StreamState] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._rr: list[str] = []  # round-robin order of streams waiting for a worker
@@ -107,10 +112,14 @@ class ReasoningScheduler:
 
     async def submit(self, result: WindowResult, force: bool = False) -> bool:
         """Offer a fast-path result; returns at once. True if it was queued or started for reasoning."""
+        return self.offer(result, force)
+
+    def offer(self, result: WindowResult, force: bool = False) -> bool:
+        """Synchronous `submit` for callers already on the event loop (the engine's analyze loop)."""
         if self._closed:
             return False
         st = self._state(result.stream)
-        self.stats.submitted += 1
+        self.counters.submitted += 1
         st.since_reasoned += 1
         changed = result.label != st.last_label
         st.last_label = result.label
@@ -121,13 +130,13 @@ class ReasoningScheduler:
             or (self.every_n > 0 and st.since_reasoned >= self.every_n)
         )
         if not trigger:
-            self.stats.not_triggered += 1
+            self.counters.not_triggered += 1
             return False
-        self.stats.triggered += 1
+        self.counters.triggered += 1
         st.requested = False
         st.since_reasoned = 0
         if st.pending is not None:
-            self.stats.skipped += 1  # the newer trigger replaces the one still waiting
+            self.counters.skipped += 1  # the newer trigger replaces the one still waiting
         else:
             self._rr.append(result.stream)
         st.pending = result
@@ -138,11 +147,16 @@ class ReasoningScheduler:
     async def get(self) -> ReasoningResult:
         return await self.results.get()
 
-    def snapshot(self) -> dict[str, float | int | None]:
-        """Numbers for the `stats` message, including each reasoner's validity counters."""
-        d = self.stats.to_dict()
+    def stats(self) -> dict[str, float | int | None]:
+        """Numbers for the `stats` message: trigger/skip counts, latency p50/p95, runtime failures."""
+        d = self.counters.to_dict()
         d["in_flight"] = sum(s.in_flight for s in self._streams.values())
+        d["pending"] = sum(s.pending is not None for s in self._streams.values())
+        for key in ("errors", "forced_close", "agree_fast"):
+            d[key] = sum(getattr(r.stats, key) for r in self._reasoners)
         return d
+
+    snapshot = stats
 
     async def drain(self, timeout: float | None = None) -> None:
         """Wait until nothing is pending or in flight (tests, clean shutdown)."""
@@ -153,16 +167,30 @@ class ReasoningScheduler:
 
         await asyncio.wait_for(_wait(), timeout)
 
-    async def close(self, timeout: float = 30.0) -> None:
-        """Stop accepting, let in-flight generations finish (bounded wait), free the threads."""
+    async def aclose(self, timeout: float = 30.0) -> None:
+        """Stop accepting, let in-flight generations finish (bounded wait), then free threads and models."""
+        self._stop_accepting()
+        if self._tasks:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), timeout)
+        self.close()
+
+    def close(self) -> None:
+        """Synchronous shutdown: waits for the generation in flight (≤ one per worker), frees models."""
+        self._stop_accepting()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._owns_models:
+            for r in self._reasoners:
+                close = getattr(r.lm, "close", None)
+                if close is not None:
+                    close()
+            self._owns_models = False
+
+    def _stop_accepting(self) -> None:
         self._closed = True
         for s in self._streams.values():
             s.pending = None
         self._rr.clear()
-        if self._tasks:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), timeout)
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- internals --------------------------------------------------------------------------------
     def _state(self, stream: str) -> _StreamState:
@@ -196,7 +224,7 @@ class ReasoningScheduler:
         finally:
             self._idle.append(reasoner)
             self._streams[result.stream].in_flight = False
-        s = self.stats
+        s = self.counters
         s.completed += 1
         s.valid += int(out.valid)
         s.invalid += int(not out.valid)
@@ -216,3 +244,24 @@ class ReasoningScheduler:
                 s.callback_errors += 1
         if not self._closed:
             self._dispatch()
+
+
+def build_lite_slow_path(settings: Any, profile: Any, on_result: ResultCallback) -> ReasoningScheduler:
+    """The engine's slow path from `settings.reasoning` and the lite profile (folder or Profile).
+
+    `reasoning.model` overrides the profile's GGUF (e.g. an RLVR-trained one); `reasoning.lora` adds a
+    GGUF LoRA adapter, else the profile's `llm_lora` component when it has one. One worker: with
+    2 cores a second concurrent generation would only slow both and the fast path.
+    """
+    from affectstream.engine.llm.llama import LlamaCppLM
+    from affectstream.engine.profile import Profile
+
+    rs = settings.reasoning
+    prof = profile if isinstance(profile, Profile) else Profile.load(profile, verify=False)
+    gguf = Path(rs.model) if rs.model else prof.path("llm")
+    lora = Path(rs.lora) if rs.lora else (prof.path("llm_lora") if prof.has("llm_lora") else None)
+    lm = LlamaCppLM(gguf, threads=rs.threads, lora_path=lora)
+    reasoner = Reasoner(lm, max_tokens=rs.max_tokens, grammar=rs.grammar, profile=prof.name)
+    return ReasoningScheduler(
+        [reasoner], every_n=rs.every_n, on_change=rs.on_change, on_result=on_result, owns_models=True
+    )
