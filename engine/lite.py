@@ -5,14 +5,15 @@ Per call (one window, or several windows of several streams):
 2. every face crop of every new frame is classified in ONE batched expression call,
 3. each frame's detections get stable track ids from its stream's IoU tracker (once per frame), and
    the newest frame of each window gets facial actions from the face mesh (explainable cues),
-4. the audio of all windows goes through Silero VAD together (batch axis = windows), then prosody,
+4. each window's audio goes through Silero VAD (per stream over time: only chunks not yet seen),
+   then prosody (pitch, energy, rate, pauses, arousal),
 5. per-track aggregation + voice cues are fused (`engine/fusion.py`).
 
 Per-frame results are cached (bounded LRU keyed by stream, frame index and timestamp): with hop <
 length a frame appears in several windows, and re-detecting it would double the work at length/hop=2.
 Only small arrays (boxes, 7 probabilities) are cached, never images. Audio is treated the same way:
-Silero runs once per stream over time (`StreamVad`), so shared audio is not re-run either. Bad frames (wrong shape, empty)
-are skipped and counted; they never raise out of `analyze`.
+Silero runs once per stream over time (`StreamVad`), so shared audio is not re-run either. Bad frames
+(wrong shape, empty) are skipped and counted; they never raise out of `analyze`.
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ class FrameFeatures:
     boxes: np.ndarray  # (k, 4) float x1 y1 x2 y2 pixels
     det_scores: np.ndarray  # (k,)
     probs: np.ndarray  # (k, 7)
-    tracks: list[int] = field(default_factory=list)
     error: str | None = None  # why the frame was skipped (bad input), if it was
     actions: list[dict[str, float] | None] = field(default_factory=list)  # face-mesh cues per face
 
@@ -305,7 +305,11 @@ class LiteAnalyzer(AnalyzerBase):
 
         if self.runtime_pref == "torch":
             return None  # the torch reference path measures the encoders the issue names, without cues
-        return FaceMesh.from_profile(self.prof, prefer=self.runtime_pref, threads=self.threads)
+        try:
+            return FaceMesh.from_profile(self.prof, prefer=self.runtime_pref, threads=self.threads)
+        except Exception as e:
+            log.warning("face mesh unavailable (%s): windows carry no facial actions", e)
+            return None
 
     def _build_detector(self, which: str, max_faces: int, min_face: int) -> Any:
         from affectstream.engine.models.face_detector import FaceDetector
