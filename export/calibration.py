@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from affectstream.engine.types import SAMPLE_RATE, AudioChunk, VideoFrame, Window
 
@@ -41,13 +42,15 @@ def read_windows(
     hop: float = 1.0,
     n_frames: int = 8,
     max_windows: int | None = None,
+    max_side: int | None = None,
     stream_id: str = "calib",
 ) -> list[Window]:
     """Decode `source` with PyAV and cut it with the engine's own `Windower` (same grid, same frames).
 
     Frames become `VideoFrame`s (BGR) and audio is resampled to 16 kHz mono `AudioChunk`s in demux
     order, exactly what the file source hands the windower. Used offline (calibration, accuracy
-    checks), so the whole clip is decoded; `max_windows` bounds the result.
+    checks): `max_windows` stops decoding early and `max_side` downscales larger frames (INTER_AREA),
+    so memory stays bounded for long or high-resolution clips.
     """
     import av
     from affectstream.streams.windower import Windower
@@ -69,7 +72,12 @@ def read_windows(
                 items: list[VideoFrame | AudioChunk] = []
                 if isinstance(frame, av.VideoFrame):
                     ts = float(frame.time) if frame.time is not None else n_video / 25.0
-                    items.append(VideoFrame(ts, frame.to_ndarray(format="bgr24"), n_video))
+                    img = frame.to_ndarray(format="bgr24")
+                    if max_side and max(img.shape[:2]) > max_side:
+                        f = max_side / max(img.shape[:2])
+                        size = (max(1, round(img.shape[1] * f)), max(1, round(img.shape[0] * f)))
+                        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+                    items.append(VideoFrame(ts, img, n_video))
                     n_video += 1
                 elif res is not None:
                     for r in res.resample(frame):
@@ -218,7 +226,8 @@ def make_calibration_set(
     windows: Sequence[Window] | None = None,
     input_dims: Sequence[int] | None = None,
 ) -> CalibrationSet:
-    """Real-window batches of exactly `batch_size` (TensorRT calibrates at one fixed shape).
+    """Real-window batches of exactly `batch_size` (one fixed shape: calibration and the accuracy
+    check run the encoder at its optimisation-profile batch).
 
     If the clip yields fewer samples than a whole batch, samples are repeated cyclically to fill it;
     `n_samples` reports how many were real and distinct.

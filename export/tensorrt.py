@@ -66,6 +66,8 @@ AXIS_RANGES: dict[str, dict[int, tuple[int, int, int]]] = {
     "omni_gate": {0: (1, 1, 4), 1: (1, 64, 512)},  # BERT tokens
 }
 CALIB_MAX_BATCHES = 16
+CALIB_MAX_WINDOWS = 24  # first 24 windows of the clip (~25 s at hop 1 s): bounded decode and memory
+CALIB_MAX_SIDE = 1280  # larger frames are downscaled first (encoders see ≤ 192 px or face crops)
 LARGE_ONNX = 1_800_000_000  # protobuf's 2 GB limit: check such graphs by path, skip per-shape inference
 
 
@@ -381,7 +383,11 @@ def export_tensorrt(
         / f"{slug(device.name)}-sm{device.compute_capability}-trt{device.tensorrt_version}.cache"
     )
     check_src = Path(calib) if calib else (check_source or default_check_source())
-    windows = cal.read_windows(check_src) if check_src else None
+    windows = (
+        cal.read_windows(check_src, max_windows=CALIB_MAX_WINDOWS, max_side=CALIB_MAX_SIDE)
+        if check_src
+        else None
+    )
     face_boxes = None
 
     results: list[BuildResult] = []

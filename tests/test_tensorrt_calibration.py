@@ -139,3 +139,11 @@ def test_bad_sources_give_one_line_errors(tmp_path: Path) -> None:
         read_windows(junk)
     with pytest.raises(CalibrationError, match="no calibration recipe"):
         make_calibration_set("whisper", "x", write_clip(tmp_path / "a.mp4", seconds=1.0), batch_size=1)
+
+
+def test_decode_is_bounded_for_long_or_large_clips(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "big.mp4", seconds=4.0, size=(640, 480), audio=False)
+    wins = read_windows(clip, max_windows=1, max_side=320)
+    assert len(wins) == 1
+    assert {f.image.shape for f in wins[0].frames} == {(240, 320, 3)}
+    assert len(read_windows(clip)) == 3 and read_windows(clip)[0].frames[0].image.shape == (480, 640, 3)
