@@ -126,6 +126,7 @@ def test_gray_rgba_and_float_frames_still_find_the_face(short: FaceDetector) -> 
         "gray3d": gray[:, :, None],
         "bgra": np.dstack([bgr, np.full(gray.shape, 255, np.uint8)]),
         "float01": bgr.astype(np.float32) / 255.0,
+        "uint16": bgr.astype(np.uint16) * 257,
     }
     for name, img in variants.items():
         faces = short.detect(img)

@@ -100,7 +100,9 @@ def as_bgr(image: np.ndarray) -> np.ndarray:
         raise ValueError(f"frame must be H×W, H×W×1, H×W×3 or H×W×4, got shape {image.shape}")
     if img.shape[2] == 4:
         img = img[:, :, :3]
-    if img.dtype != np.uint8:
+    if img.dtype == np.uint16:  # 16-bit sensors/PNGs: keep the top byte rather than saturating
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
         if not np.issubdtype(img.dtype, np.number):
             raise ValueError(f"frame dtype {img.dtype} is not numeric")
         f = np.nan_to_num(img.astype(np.float32), nan=0.0, posinf=255.0, neginf=0.0)
