@@ -174,7 +174,9 @@ def prepare_profile(
                     manifest.components.pop(cname, None)
                     try:
                         comp = _make(cname, spec, dest, wheel, wheel_pins, manifest)
-                    except (WheelError, OSError, ValueError, RuntimeError, ImportError) as e:
+                    except (
+                        Exception
+                    ) as e:  # builders are other modules' code: any failure is reported by name
                         if spec["kind"] != "build" or strict or isinstance(e, WheelError):
                             manifest.write(dest)
                             raise PrepareError(f"profile '{name}', component '{cname}': {e}") from e
