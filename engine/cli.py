@@ -68,6 +68,7 @@ def build_analyzer(settings: Any) -> Any:
             device=settings.omni.device,
             dtype=settings.omni.dtype,
             audio_mode=settings.omni.audio_mode,
+            max_new_tokens=settings.omni.max_new_tokens,
         )
     profile_dir = ensure_profile("lite")
     from affectstream.engine.lite import LiteAnalyzer

@@ -83,6 +83,7 @@ class OmniSettings(BaseModel):
     audio_mode: Literal["fast", "faithful"] = Field(
         "fast", description="fast: encode only the window's audio; faithful: pad to 30 s like R1-Omni."
     )
+    max_new_tokens: int = Field(256, ge=1, description="Bound on the generated <think>/<answer> tokens.")
 
 
 class SmoothingSettings(BaseModel):
