@@ -173,3 +173,15 @@ def test_boxes_map_back_through_the_letterbox(
     found = short.detect(img) or full.detect(img)  # a face 1/3 of a 1400 px side may be out of short range
     assert len(found) == 1
     assert iou(found[0].box, expected) > 0.5, (found[0].box, expected)
+
+
+def test_concurrent_callers_get_their_own_results(short: FaceDetector) -> None:
+    """Several stream workers may share one detector: results must not leak between threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [[astronaut_bgr()], [no_face_bgr()], [mosaic([200, 180])], [astronaut_bgr()[:, :, 0]]] * 6
+    expected = [[len(f) for f in short.detect_batch(j)] for j in jobs[:4]] * 6
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda j: [len(f) for f in short.detect_batch(j)], jobs))
+    assert got == expected
+    assert expected[:2] == [[1], [0]]

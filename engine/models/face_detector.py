@@ -16,6 +16,7 @@ extremely elongated; an empty image gives no faces. Anything that is not an imag
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,7 +202,9 @@ class FaceDetector:
         self.max_faces = int(max_faces)
         self.nms_iou = float(nms_iou)
         self._input = runtime.input_names[0] if runtime.input_names else "input"
-        self._buf = np.zeros((0, self.size, self.size, 3), np.float32)
+        # One reusable input buffer per thread: no per-call allocation, and two streams' workers calling
+        # the same detector concurrently never write into each other's batch.
+        self._local = threading.local()
 
     @classmethod
     def from_profile(
@@ -231,9 +234,10 @@ class FaceDetector:
         todo = [i for i, im in enumerate(bgr) if im.shape[0] > 0 and im.shape[1] > 0]
         for start in range(0, len(todo), MAX_BATCH):
             chunk = todo[start : start + MAX_BATCH]
-            if self._buf.shape[0] < len(chunk):
-                self._buf = np.zeros((len(chunk), self.size, self.size, 3), np.float32)
-            batch = self._buf[: len(chunk)]
+            buf = getattr(self._local, "buf", None)
+            if buf is None or buf.shape[0] < len(chunk):
+                buf = self._local.buf = np.zeros((len(chunk), self.size, self.size, 3), np.float32)
+            batch = buf[: len(chunk)]
             boxes = [letterbox_into(bgr[i], batch[k]) for k, i in enumerate(chunk)]
             out = self.runtime.run({self._input: batch})
             reg, cls_ = self._outputs(out)
