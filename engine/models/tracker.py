@@ -9,6 +9,7 @@ live tracks is capped so memory stays bounded whatever the input.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -108,16 +109,19 @@ class TrackerBank:
         self.max_streams = max_streams
         self.options = tracker_options
         self._trackers: dict[str, IoUTracker] = {}
+        self._lock = threading.Lock()  # streams may be analysed from several worker threads
 
     def get(self, stream_id: str) -> IoUTracker:
-        t = self._trackers.pop(stream_id, None) or IoUTracker(**self.options)  # type: ignore[arg-type]
-        self._trackers[stream_id] = t  # most recently used last
-        while len(self._trackers) > self.max_streams:
-            del self._trackers[next(iter(self._trackers))]
-        return t
+        with self._lock:
+            t = self._trackers.pop(stream_id, None) or IoUTracker(**self.options)  # type: ignore[arg-type]
+            self._trackers[stream_id] = t  # most recently used last
+            while len(self._trackers) > self.max_streams:
+                del self._trackers[next(iter(self._trackers))]
+            return t
 
     def update(self, stream_id: str, boxes: Sequence[np.ndarray], ts: float) -> list[int]:
         return self.get(stream_id).update(boxes, ts)
 
     def drop(self, stream_id: str) -> None:
-        self._trackers.pop(stream_id, None)
+        with self._lock:
+            self._trackers.pop(stream_id, None)
