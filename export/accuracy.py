@@ -42,6 +42,7 @@ Transform = Callable[[np.ndarray], np.ndarray]
 OUTPUT_TRANSFORMS: dict[str, dict[str, Transform]] = {
     "face_short": {"classificators": sigmoid},
     "face_full": {"classificators": sigmoid},
+    "face_mesh": {"face_flag": sigmoid},
 }
 # Where an output matters: BlazeFace box regressors only on anchors the reference detects a face at
 # (score ≥ 0.5); offsets of background anchors are never decoded, so their drift is irrelevant.

@@ -22,6 +22,7 @@ import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -121,21 +122,43 @@ def expression_input(crops_gray: np.ndarray) -> np.ndarray:
     return ((x * (1.0 / 255.0) - 0.5) * 2.0)[:, None]
 
 
-FaceBoxes = Callable[[list[np.ndarray]], list[list[np.ndarray]]]  # images → per image boxes x1y1x2y2
+# images → per image the faces found: `FaceDetection`s (box x1y1x2y2 + keypoints) or bare boxes.
+FaceBoxes = Callable[[list[np.ndarray]], list[list[Any]]]
 
 
 def profile_face_boxes(profile_dir: Path) -> FaceBoxes:
-    """Boxes from the profile's own face detector (short range, ONNX Runtime CPU: the reference)."""
+    """Faces from the profile's own detector (short range, ONNX Runtime CPU: the reference)."""
     try:
         from affectstream.engine.models.face_detector import FaceDetector
     except ImportError as e:
         raise CalibrationError(f"face detector not available to find faces for calibration ({e})") from e
     det = FaceDetector.from_profile(Path(profile_dir), model="short", prefer="cpu")
 
-    def boxes(images: list[np.ndarray]) -> list[list[np.ndarray]]:
-        return [[np.asarray(d.box, np.float32) for d in dets] for dets in det.detect_batch(images)]
+    def faces(images: list[np.ndarray]) -> list[list[Any]]:
+        return det.detect_batch(images)
 
-    return boxes
+    return faces
+
+
+def _box(face: Any) -> np.ndarray:
+    return np.asarray(getattr(face, "box", face), np.float32)
+
+
+def face_mesh_input(images_bgr: Sequence[np.ndarray], faces: Sequence[Sequence[Any]]) -> np.ndarray:
+    """(K, 192, 192, 3) float32 RGB in [0, 1]: each face warped upright by `engine/models/face_mesh`'s
+    own ROI rule (square, 1.5× the box, eyes level), as `FaceMesh.run` feeds the mesh model."""
+    from affectstream.engine.models.face_detector import as_bgr
+    from affectstream.engine.models.face_mesh import SIZE, roi_affine
+
+    crops = []
+    for img, dets in zip(images_bgr, faces, strict=True):
+        bgr = as_bgr(img)
+        for d in dets:
+            crop = cv2.warpAffine(
+                bgr, roi_affine(d), (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0)
+            )
+            crops.append(crop[:, :, ::-1].astype(np.float32) / 255.0)
+    return np.stack(crops) if crops else np.zeros((0, SIZE, SIZE, 3), np.float32)
 
 
 # --------------------------------------------------------------------------- batches per encoder
@@ -157,7 +180,7 @@ class CalibrationSet:
 BLAZEFACE_SIZES = {"face_short": 128, "face_full": 192}
 
 
-RECIPES = ("face_short", "face_full", "expression", "omni_vision", "omni_audio")
+RECIPES = ("face_short", "face_full", "face_mesh", "expression", "omni_vision", "omni_audio")
 
 
 def has_recipe(component: str) -> bool:
@@ -206,12 +229,19 @@ def component_samples(
         from affectstream.engine.models.expression import crop_face, to_gray
 
         crops = []
-        for img, boxes in zip(frames, face_boxes(frames), strict=True):
+        for img, faces in zip(frames, face_boxes(frames), strict=True):
             gray = to_gray(img)
-            crops += [crop_face(gray, b) for b in boxes]
+            crops += [crop_face(gray, _box(f)) for f in faces]
         if not crops:
             raise CalibrationError("no faces found in the calibration source; use a clip with visible faces")
         return expression_input(np.stack(crops))
+    if component == "face_mesh":
+        if face_boxes is None:
+            raise CalibrationError("face_mesh calibration needs a face detector (face_boxes)")
+        mesh = face_mesh_input(frames, face_boxes(frames))
+        if not len(mesh):
+            raise CalibrationError("no faces found in the calibration source; use a clip with visible faces")
+        return mesh
     raise CalibrationError(f"no calibration recipe for component {component!r}")
 
 

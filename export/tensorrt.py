@@ -54,6 +54,7 @@ SKIP = {
 BATCH_RANGES: dict[str, tuple[int, int, int]] = {
     "face_short": (1, 8, 32),
     "face_full": (1, 8, 32),
+    "face_mesh": (1, 8, 32),  # face crops: up to 4 faces × 8 frames
     "expression": (1, 16, 64),
 }
 DEFAULT_BATCH = (1, 8, 32)
@@ -409,7 +410,7 @@ def export_tensorrt(
                 comp_precision = res.precision = "fp16"
                 res.notes.append("no INT8 calibration recipe for this encoder: built FP16")
             if cal.has_recipe(name) and (int8 or windows is not None):
-                if name == "expression" and face_boxes is None:
+                if name in ("expression", "face_mesh") and face_boxes is None:
                     face_boxes = cal.profile_face_boxes(prof_root)
                 try:
                     calib_set = cal.make_calibration_set(

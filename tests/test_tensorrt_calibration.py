@@ -92,8 +92,8 @@ def test_expression_batches_match_inference_input(
     model = ExpressionModel.from_path(prof.path("expression"), threads=1)
     frames = {f.index: f.image for w in windows for f in w.frames}
     crops = []
-    for img, boxes in zip(frames.values(), face_boxes(list(frames.values())), strict=True):
-        crops.append(model.crops(to_gray(img), boxes))
+    for img, faces in zip(frames.values(), face_boxes(list(frames.values())), strict=True):
+        crops.append(model.crops(to_gray(img), [f.box for f in faces]))
     crops = np.concatenate(crops)
     assert len(crops) == cs.n_samples >= len(frames)  # the astronaut is found in every frame
     probs_predict = model.predict(crops)
@@ -147,3 +147,29 @@ def test_decode_is_bounded_for_long_or_large_clips(tmp_path: Path) -> None:
     assert len(wins) == 1
     assert {f.image.shape for f in wins[0].frames} == {(240, 320, 3)}
     assert len(read_windows(clip)) == 3 and read_windows(clip)[0].frames[0].image.shape == (480, 640, 3)
+
+
+def test_face_mesh_batches_match_inference_input(calib_clip: Path, windows, face_boxes, lite_profile) -> None:
+    """Mesh calibration crops are exactly what `FaceMesh.run` feeds the model: same landmarks out."""
+    from affectstream.engine.models.face_mesh import FaceMesh, _to_image, roi_affine
+
+    prof = Profile.load(lite_profile)
+    if "face_mesh" not in prof.manifest.components:
+        pytest.skip("this lite profile has no face_mesh component")
+    cs = make_calibration_set(
+        "face_mesh", "input", calib_clip, batch_size=8, windows=windows, face_boxes=face_boxes
+    )
+    x = np.concatenate(cs.batches)[: cs.n_samples]
+    assert x.shape[1:] == (192, 192, 3) and x.dtype == np.float32 and x.min() >= 0.0 and x.max() <= 1.0
+    rt = OrtRuntime(prof.path("face_mesh"), ["CPUExecutionProvider"], 1)
+    frames = list({f.index: f.image for w in windows for f in w.frames}.values())
+    dets = face_boxes(frames)
+    ours = rt.run({"input": x})["landmarks"].reshape(len(x), -1, 3)[:, :468].astype(np.float64)
+    ref = FaceMesh(rt).run(frames, dets)
+    k = 0
+    for img_dets, img_res in zip(dets, ref, strict=True):
+        for d, r in zip(img_dets, img_res, strict=True):
+            assert r is not None
+            np.testing.assert_allclose(_to_image(ours[k], roi_affine(d)), r.landmarks, atol=1e-3)
+            k += 1
+    assert k == cs.n_samples
