@@ -195,3 +195,16 @@ async def test_loopback_only_patch_is_reversible() -> None:
     with loopback_only():
         assert aioice.ice.get_host_addresses(True, True) == ["127.0.0.1"]
     assert aioice.ice.get_host_addresses is before
+
+
+def test_track_clock_anchors_on_the_least_delayed_frame() -> None:
+    from affectstream.streams.web.peer import TrackClock
+
+    c = TrackClock()
+    # sender time starts at a random RTP value; the first frame arrives 0.3 s late (slow keyframe)
+    assert c.ts(1000.0, 0.8) == pytest.approx(0.8)
+    assert c.ts(1000.1, 0.6) == pytest.approx(0.6)  # on time: the offset moves down to it
+    assert c.ts(1000.2, 0.75) == pytest.approx(0.7)  # late again: the sender's spacing is kept
+    assert c.ts(1003.0, 3.6) == pytest.approx(3.5)  # after settling, small delays never move it
+    assert c.ts(1003.1, 3.55) == pytest.approx(3.6)
+    assert c.ts(5000.0, 4.0) == pytest.approx(4.0) and c.rebases == 1  # sender restarted: re-anchor

@@ -6,10 +6,13 @@ Why it is built this way:
   at `max_video_fps`: a window samples 8 frames per 2 s, so converting 30 fps would burn CPU for
   nothing), and what is converted waits in a small drop-oldest buffer, counted in
   `stats.dropped_frames`. Received media therefore never backs up, whatever the analyzer does.
-- RTP timestamps start at random values per track, so each track is rebased onto one clock: stream
-  time 0 is when the peer was created, and a track's first frame is placed at its arrival time; after
-  that the sender's own timestamps keep the spacing exact. A jump of more than `REBASE_S` away from
-  the wall clock (sender restart, wrap) rebases the track instead of opening a huge gap.
+- RTP timestamps start at random values per track, so each track is mapped onto one clock: stream
+  time 0 is when the peer was created, and stream time = sender time + an offset. The offset is the
+  smallest (arrival − sender time) seen during a track's first `SETTLE_S` seconds — the least delayed
+  frame is the best estimate of capture time, whereas anchoring on the first frame would put the whole
+  track ahead of real time by however late that frame was (the first keyframe often is). After that
+  the sender's own timestamps keep the spacing exact. A jump of more than `REBASE_S` away from the
+  wall clock (sender restart, wrap) re-anchors the track instead of opening a huge gap.
 - Audio from browsers is 48 kHz stereo s16 in 20 ms frames; `av.AudioResampler` turns it into the
   16 kHz mono float32 the engine expects.
 - Frames may change size mid-call (Chromium starts at 480x360 while its bandwidth estimate ramps up);
@@ -34,8 +37,28 @@ from affectstream.streams.sources.base import Source
 
 log = logging.getLogger("affectstream.web")
 
-REBASE_S = 2.0  # a track whose timestamps drift this far from the wall clock is rebased
+REBASE_S = 2.0  # a track whose timestamps drift this far from the wall clock is re-anchored
+SETTLE_S = 2.0  # how long a track's clock offset may still move down to a less delayed frame
 AUDIO_CAP_FACTOR = 16  # audio items buffered at most: this many times the video cap (audio is small)
+
+
+class TrackClock:
+    """Maps one track's sender timestamps (seconds) onto stream time, as described above."""
+
+    def __init__(self) -> None:
+        self.offset: float | None = None
+        self._settle_until = 0.0
+        self.rebases = 0
+
+    def ts(self, sender: float, now: float) -> float:
+        cand = now - sender
+        if self.offset is None or abs(sender + self.offset - now) > REBASE_S:
+            if self.offset is not None:
+                self.rebases += 1
+            self.offset, self._settle_until = cand, now + SETTLE_S
+        elif cand < self.offset and now < self._settle_until:
+            self.offset = cand
+        return sender + self.offset
 
 
 class PeerSource(Source):
@@ -84,7 +107,7 @@ class PeerSource(Source):
     async def _read_video(self, track: Any) -> None:
         from aiortc.mediastreams import MediaStreamError
 
-        base: tuple[float, float] | None = None  # (sender seconds, stream seconds) of the anchor frame
+        clock = TrackClock()
         last_kept = -1e9
         min_dt = 1.0 / self.max_video_fps * 0.9  # 10 % slack: sender clocks wobble
         while True:
@@ -96,9 +119,7 @@ class PeerSource(Source):
             self.last_media = time.monotonic()
             self.video_received += 1
             sender = float(frame.pts * frame.time_base) if frame.pts is not None else now
-            if base is None or abs(base[1] + sender - base[0] - now) > REBASE_S:
-                base = (sender, now)
-            ts = base[1] + sender - base[0]
+            ts = clock.ts(sender, now)
             if ts - last_kept < min_dt:
                 self.video_skipped += 1
                 continue
@@ -116,7 +137,7 @@ class PeerSource(Source):
         from aiortc.mediastreams import MediaStreamError
 
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-        base: tuple[float, float] | None = None
+        clock = TrackClock()
         next_ts: float | None = None
         while True:
             try:
@@ -126,10 +147,7 @@ class PeerSource(Source):
             now = self._now()
             self.last_media = time.monotonic()
             sender = float(frame.pts * frame.time_base) if frame.pts is not None else now
-            if base is None or abs(base[1] + sender - base[0] - now) > REBASE_S:
-                base = (sender, now)
-                next_ts = None
-            expected = base[1] + sender - base[0]
+            expected = clock.ts(sender, now)
             for out in resampler.resample(frame):
                 samples = np.ascontiguousarray(out.to_ndarray().reshape(-1), dtype=np.float32)
                 if samples.size == 0:

@@ -278,7 +278,8 @@ class WebRtcServer:
         raise RuntimeError("engine did not start within 5 s")
 
     async def start(self) -> None:
-        reasoning = self.engine.slow_path is not None or self.engine._inline_reasoning is not None
+        inline = getattr(self.engine, "_inline_reasoning", None)  # r1-omni reasons in the same pass
+        reasoning = self.engine.slow_path is not None or inline is not None
         self.channels.hello_extra = {"profile": self.engine.settings.profile, "reasoning": reasoning}
         if is_loopback_host(self.config.host):
             restrict_to_loopback()
@@ -380,7 +381,6 @@ async def serve(args: argparse.Namespace) -> int:
         token=token,
         max_peers=args.max_peers,
         ice_servers=list(args.ice_server),
-        media_timeout=getattr(args, "media_timeout", None) or 10.0,
     )
     server = WebRtcServer(config, engine, channels)
     done = asyncio.Event()
