@@ -107,7 +107,9 @@ def main() -> None:
     )
     prof = Profile.load(root)
     frames = moving_frames(astronaut_bgr(), 8, size=(640, 480))
-    print(f"threads={a.threads} repeat={a.repeat} frames 640x480, median ms/frame, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"threads={a.threads} repeat={a.repeat} frames 640x480, median ms/frame, load {os.getloadavg()[0]:.1f}"
+    )
     print(
         f"{'model':6} {'batch':>5} {'ORT':>8} {'torch':>8} {'ratio':>6} {'tflite':>8} {'detector(ORT)':>14}"
     )
