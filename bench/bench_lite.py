@@ -15,6 +15,7 @@ Media: scikit-image's astronaut (panning/zooming) + beckett.wav, as in the tests
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import statistics
@@ -28,6 +29,28 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 SR = 16000
+
+
+VAD_SEQUENCE_SHA256 = "9ccdacc4719d8aa7e45a77536bfabec45a03ba1f2fad5e241ab4060b24238a85"
+
+
+def extract_vad_sequence(profile: Path) -> Path:
+    """silero_vad_16k_sequence.onnx from the pinned silero-vad 6.2.3 wheel, hash-checked."""
+    import hashlib
+    import tempfile
+    import zipfile
+
+    candidates = [profile.parent.parent / "wheels", Path.home() / ".cache/affectstream-test/wheels"]
+    for d in candidates:
+        for whl in sorted(d.glob("silero_vad-6.2.3-*.whl")):
+            with zipfile.ZipFile(whl) as z:
+                data = z.read("silero_vad/data/silero_vad_16k_sequence.onnx")
+            if hashlib.sha256(data).hexdigest() != VAD_SEQUENCE_SHA256:
+                raise SystemExit(f"{whl}: silero_vad_16k_sequence.onnx hash mismatch")
+            out = Path(tempfile.mkdtemp()) / "silero_vad_16k_sequence.onnx"
+            out.write_bytes(data)
+            return out
+    raise SystemExit("silero-vad 6.2.3 wheel not found in the wheel cache; prepare the lite profile first")
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -250,6 +273,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=20.0, help="duration of the 4-stream real-time run")
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
+    ap.add_argument(
+        "--vad-sequence",
+        action="store_true",
+        help="use Silero's sequence model (silero_vad_16k_sequence.onnx from the pinned silero-vad wheel in the "
+        "wheel cache, SHA-256 checked) instead of the profile's streaming model",
+    )
     args = ap.parse_args()
 
     from affectstream.engine.lite import LiteAnalyzer
@@ -257,6 +286,10 @@ def main() -> None:
     from media import astronaut_bgr, beckett_audio, moving_frames
 
     prof = Profile.load(args.profile)
+    if args.vad_sequence:
+        vad_path = extract_vad_sequence(Path(args.profile))
+        LiteAnalyzer = functools.partial(LiteAnalyzer, vad_model=vad_path)
+        print(f"VAD: Silero sequence model ({vad_path.name})")
     frames = moving_frames(astronaut_bgr(), 48, (640, 480))
     audio = beckett_audio()
     n = 10 if args.quick else 40

@@ -215,6 +215,7 @@ class LiteAnalyzer(AnalyzerBase):
         verify: bool = True,
         warmup: bool = True,
         actions: bool = True,
+        vad_model: str | Path | None = None,
         face_detector: Any = None,
     ) -> None:
         from affectstream.engine.profile import Profile
@@ -230,9 +231,11 @@ class LiteAnalyzer(AnalyzerBase):
             self.expression = ExpressionModel(
                 load_runtime(self.prof.path("expression"), runtime, threads=self.threads)
             )
-        # the sequence variant of Silero (one call per window, bit-exact) when the profile ships it
+        # the sequence variant of Silero (one call per window, bit-exact) when the profile ships it;
+        # `vad_model` overrides the file (benchmarks of the variants)
         vad_comp = "vad_sequence" if self.prof.has("vad_sequence") else "vad"
-        self.vad = SileroVad(load_runtime(self.prof.path(vad_comp), "cpu", threads=1))
+        vad_path = Path(vad_model) if vad_model is not None else self.prof.path(vad_comp)
+        self.vad = SileroVad(load_runtime(vad_path, "cpu", threads=1))
         if face_detector is None:
             face_detector = self._build_detector(detector, max_faces, min_face)
         self.detector = face_detector
