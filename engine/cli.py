@@ -343,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-peers", type=int, default=4)
     s.add_argument("--ice-server", action="append", default=[], help="STUN/TURN URL (none by default)")
     s.add_argument("--no-reasoning", action="store_true")
+    s.add_argument("--checkpoint", type=Path, help="r1-omni checkpoint folder")
+    s.add_argument("--tls-cert", type=Path, help="PEM certificate: serve https (needed off loopback)")
+    s.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
     s.set_defaults(func=cmd_serve)
 
     m = sub.add_parser("models", help="prepare, list and describe model profiles")

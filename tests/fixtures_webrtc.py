@@ -148,6 +148,7 @@ async def call(
     stream: str | None = None,
     token: str | None = None,
     datachannel: bool = True,
+    ssl: Any = None,
 ) -> Caller:
     """Offer `tracks` to the server at `base_url`, answer applied; raises on a non-200 answer."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -170,7 +171,10 @@ async def call(
     if stream:
         body["stream"] = stream
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with aiohttp.ClientSession() as s, s.post(f"{base_url}offer", json=body, headers=headers) as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(f"{base_url}offer", json=body, headers=headers, ssl=ssl) as r,
+    ):
         if r.status != 200:
             await pc.close()
             raise RuntimeError(f"offer refused: {r.status} {await r.text()}")
@@ -188,7 +192,8 @@ class RunningServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{HOST}:{self.server.port}/"
+        scheme = "https" if self.server.config.tls_cert else "http"
+        return f"{scheme}://{HOST}:{self.server.port}/"
 
     async def wait_peers(self, n: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

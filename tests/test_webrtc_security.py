@@ -208,3 +208,25 @@ def test_track_clock_anchors_on_the_least_delayed_frame() -> None:
     assert c.ts(1003.0, 3.6) == pytest.approx(3.5)  # after settling, small delays never move it
     assert c.ts(1003.1, 3.55) == pytest.approx(3.6)
     assert c.ts(5000.0, 4.0) == pytest.approx(4.0) and c.rebases == 1  # sender restarted: re-anchor
+
+
+async def test_https_call_with_a_certificate(lite_analyzer, tmp_path: Path) -> None:
+    import ssl
+
+    from fixtures_mqtt import make_tls
+
+    tls = make_tls(tmp_path / "tls")
+    trust = ssl.create_default_context(cafile=str(tls.ca))
+    async with webrtc_server(lite_analyzer, tls_cert=tls.cert, tls_key=tls.key, token="t0k") as srv:
+        assert srv.base_url.startswith("https://") and srv.server.url.startswith("https://")
+        async with aiohttp.ClientSession() as s:
+            async with s.get(srv.base_url, ssl=trust) as r:
+                assert r.status == 200
+            with pytest.raises(aiohttp.ClientConnectorCertificateError):
+                async with s.get(srv.base_url):  # not trusted without the CA: really TLS
+                    pass
+        c = await call(srv.base_url, [SpeechAudioTrack()], stream="tls", token="t0k", ssl=trust)
+        try:
+            assert await c.wait_windows(1, timeout=20)
+        finally:
+            await c.close()

@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import signal
+import ssl
 import sys
 import time
 import uuid
@@ -63,6 +64,8 @@ class ServerConfig:
     max_body: int = MAX_BODY_BYTES
     max_video_fps: float = 15.0
     start_bitrate_kbps: int = 1000  # x-google-start-bitrate: skip Chromium's 480x360 ramp-up
+    tls_cert: Path | None = None  # https: browsers allow getUserMedia only on https or localhost
+    tls_key: Path | None = None
 
 
 def with_start_bitrate(sdp: str, kbps: int) -> str:
@@ -286,16 +289,24 @@ class WebRtcServer:
         await self.start_engine()
         self._runner = web.AppRunner(self.make_app(), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=self._ssl())
         await site.start()
         sockets = getattr(site._server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.config.port
+
+    def _ssl(self) -> ssl.SSLContext | None:
+        if self.config.tls_cert is None:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(str(self.config.tls_cert), str(self.config.tls_key or self.config.tls_cert))
+        return ctx
 
     @property
     def url(self) -> str:
         host = self.config.host
         shown = f"[{host}]" if ":" in host else host
-        base = f"http://{shown}:{self.port}/"
+        scheme = "https" if self.config.tls_cert is not None else "http"
+        base = f"{scheme}://{shown}:{self.port}/"
         return base + (f"?token={self.config.token}" if self.config.token else "")
 
     async def close(self) -> None:
@@ -317,7 +328,12 @@ class WebRtcServer:
 def _settings(args: argparse.Namespace) -> Any:
     from affectstream.engine.config import load_settings
 
-    overrides: dict[str, Any] = {"profile": args.profile, "mqtt.url": args.mqtt}
+    checkpoint = getattr(args, "checkpoint", None)
+    overrides: dict[str, Any] = {
+        "profile": args.profile,
+        "mqtt.url": args.mqtt,
+        "omni.checkpoint": str(checkpoint) if checkpoint else None,
+    }
     if args.no_mqtt:
         overrides["mqtt.enabled"] = False
     if args.no_reasoning:
@@ -375,12 +391,20 @@ async def serve(args: argparse.Namespace) -> int:
         slow = _build_slow_path(settings, analyzer, engine)
         engine.slow_path = slow
 
+    tls_cert, tls_key = getattr(args, "tls_cert", None), getattr(args, "tls_key", None)
+    if tls_key is not None and tls_cert is None:
+        raise CliError("--tls-key needs --tls-cert")
+    for f in (tls_cert, tls_key):
+        if f is not None and not Path(f).is_file():
+            raise CliError(f"TLS file not found: {f}")
     config = ServerConfig(
         host=args.host,
         port=args.port,
         token=token,
         max_peers=args.max_peers,
         ice_servers=list(args.ice_server),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
     server = WebRtcServer(config, engine, channels)
     done = asyncio.Event()
@@ -391,8 +415,16 @@ async def serve(args: argparse.Namespace) -> int:
     try:
         try:
             await server.start()
+        except ssl.SSLError as e:
+            raise CliError(f"cannot use the TLS certificate/key: {e}") from e
         except OSError as e:
             raise CliError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from e
+        if tls_cert is None and not is_loopback_host(args.host):
+            print(
+                "affectstream: warning: browsers only allow camera/microphone on https or localhost; "
+                "pass --tls-cert/--tls-key for callers on other machines",
+                file=sys.stderr,
+            )
         if generated:
             print("affectstream: generated a bearer token (pass --token to choose one)", file=sys.stderr)
         print(f"affectstream: serving calls at {server.url}", flush=True)
