@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
-
 from affectstream.engine.omni.loading import load_omni
 from affectstream.engine.omni.model import OmniModel
+from torch import nn
 
 PARITY_ATOL = 1e-4
 
@@ -93,17 +92,42 @@ def _parts(m: OmniModel, seed: int = 0) -> list[Part]:
         return {"input_ids": x, "attention_mask": mask}
 
     return [
-        Part("vision", _Vision(m), {"pixel_values": rnd(2, 3, side, side)}, [{"pixel_values": rnd(3, 3, side, side)}],
-             {"pixel_values": {0: "n"}, "features": {0: "n"}}, "features"),
-        Part("projector", _Projector(m), {"features": rnd(1, t, p, c), "gate": probs(1)},
-             [{"features": rnd(2, t, p, c), "gate": probs(2)}],
-             {"features": {0: "batch"}, "gate": {0: "batch"}, "video_tokens": {0: "batch"}}, "video_tokens"),
-        Part("audio", _Audio(m), {"mel": rnd(1, mels, cfg.audio_frames_30s)},
-             [{"mel": rnd(2, mels, 200)}, {"mel": rnd(1, mels, cfg.audio_frames_30s)}],
-             {"mel": {0: "batch", 2: "frames"}, "audio_tokens": {0: "batch", 1: "tokens"}}, "audio_tokens"),
-        Part("gate", _Gate(m), ids(1, 12), [ids(2, 20, pad=7)],
-             {"input_ids": {0: "batch", 1: "len"}, "attention_mask": {0: "batch", 1: "len"}, "gate": {0: "batch"}},
-             "gate"),
+        Part(
+            "vision",
+            _Vision(m),
+            {"pixel_values": rnd(2, 3, side, side)},
+            [{"pixel_values": rnd(3, 3, side, side)}],
+            {"pixel_values": {0: "n"}, "features": {0: "n"}},
+            "features",
+        ),
+        Part(
+            "projector",
+            _Projector(m),
+            {"features": rnd(1, t, p, c), "gate": probs(1)},
+            [{"features": rnd(2, t, p, c), "gate": probs(2)}],
+            {"features": {0: "batch"}, "gate": {0: "batch"}, "video_tokens": {0: "batch"}},
+            "video_tokens",
+        ),
+        Part(
+            "audio",
+            _Audio(m),
+            {"mel": rnd(1, mels, cfg.audio_frames_30s)},
+            [{"mel": rnd(2, mels, 200)}, {"mel": rnd(1, mels, cfg.audio_frames_30s)}],
+            {"mel": {0: "batch", 2: "frames"}, "audio_tokens": {0: "batch", 1: "tokens"}},
+            "audio_tokens",
+        ),
+        Part(
+            "gate",
+            _Gate(m),
+            ids(1, 12),
+            [ids(2, 20, pad=7)],
+            {
+                "input_ids": {0: "batch", 1: "len"},
+                "attention_mask": {0: "batch", 1: "len"},
+                "gate": {0: "batch"},
+            },
+            "gate",
+        ),
     ]
 
 
@@ -143,13 +167,21 @@ def export_omni(
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings on shape checks that are constant per export
             torch.onnx.export(
-                part.module.eval(), tuple(part.inputs.values()), str(tmp), input_names=list(part.inputs),
-                output_names=[part.output], dynamic_axes=part.dynamic, opset_version=opset, dynamo=False,
+                part.module.eval(),
+                tuple(part.inputs.values()),
+                str(tmp),
+                input_names=list(part.inputs),
+                output_names=[part.output],
+                dynamic_axes=part.dynamic,
+                opset_version=opset,
+                dynamo=False,
             )
         diff = onnx_parity(part, tmp) if check else None
         if diff is not None and diff > PARITY_ATOL:
             tmp.unlink(missing_ok=True)
-            raise RuntimeError(f"ONNX export of omni {part.name} differs from PyTorch by {diff:.2e} (> {PARITY_ATOL})")
+            raise RuntimeError(
+                f"ONNX export of omni {part.name} differs from PyTorch by {diff:.2e} (> {PARITY_ATOL})"
+            )
         tmp.replace(path)
         done[part.name] = (path, diff)
     return done

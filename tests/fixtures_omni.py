@@ -17,24 +17,29 @@ def omni_tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def omni_tiny_analyzer(omni_tiny_ckpt: Path):  # noqa: ANN201 - OmniAnalyzer
+def omni_tiny_analyzer(omni_tiny_ckpt: Path):
     from affectstream.engine.omni.analyzer import OmniAnalyzer
 
     torch.set_num_threads(2)
-    return OmniAnalyzer.from_checkpoint(omni_tiny_ckpt, device="cpu", dtype="fp32", audio_mode="fast", max_new_tokens=8)
+    return OmniAnalyzer.from_checkpoint(
+        omni_tiny_ckpt, device="cpu", dtype="fp32", audio_mode="fast", max_new_tokens=8
+    )
 
 
 @pytest.fixture
-def omni_window():  # noqa: ANN201 - factory
+def omni_window():
     """Factory for a Window with `n` random frames (`index` offset `first`) and `seconds` of audio."""
     import numpy as np
-
     from affectstream.engine.types import VideoFrame, Window
 
     def make(index: int = 0, first: int = 0, n: int = 8, seconds: float = 2.0, stream: str = "cam") -> Window:
         rng = np.random.default_rng(index)
         frames = [
-            VideoFrame(ts=(first + i) * 0.25, image=rng.integers(0, 255, (96, 128, 3), dtype=np.uint8), index=first + i)
+            VideoFrame(
+                ts=(first + i) * 0.25,
+                image=rng.integers(0, 255, (96, 128, 3), dtype=np.uint8),
+                index=first + i,
+            )
             for i in range(n)
         ]
         audio = (rng.standard_normal(int(seconds * 16000)) * 0.1).astype(np.float32)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from affectstream.engine.analyzer import Analyzer
 from affectstream.engine.labels import EMOTIONS
 from affectstream.engine.omni.preprocess import frames_to_pixels, sample_indices, whisper_features
@@ -12,7 +11,7 @@ from affectstream.engine.omni.prompt import render
 from affectstream.engine.types import Window
 
 
-def test_video_audio_window_gives_result_and_reasoning(omni_tiny_analyzer, omni_window) -> None:  # noqa: ANN001
+def test_video_audio_window_gives_result_and_reasoning(omni_tiny_analyzer, omni_window) -> None:
     a = omni_tiny_analyzer
     assert isinstance(a, Analyzer) and a.profile == "r1-omni"
     w = omni_window(index=100, first=1000)
@@ -30,7 +29,7 @@ def test_video_audio_window_gives_result_and_reasoning(omni_tiny_analyzer, omni_
     assert rr.valid or rr.fallback_label == p["label"]
 
 
-def test_faithful_audio_gives_500_tokens(omni_tiny_analyzer, omni_window) -> None:  # noqa: ANN001
+def test_faithful_audio_gives_500_tokens(omni_tiny_analyzer, omni_window) -> None:
     a = omni_tiny_analyzer
     a.audio_mode = "faithful"
     try:
@@ -40,7 +39,7 @@ def test_faithful_audio_gives_500_tokens(omni_tiny_analyzer, omni_window) -> Non
     assert r.extra["omni"]["tokens"] == {"video": 392, "audio": 500}
 
 
-def test_video_only_and_audio_only(omni_tiny_analyzer, omni_window) -> None:  # noqa: ANN001
+def test_video_only_and_audio_only(omni_tiny_analyzer, omni_window) -> None:
     a = omni_tiny_analyzer
     w = omni_window(index=102, first=3000)
     vid = Window(w.stream_id, 102, w.start, w.end, w.frames, np.zeros(0, np.float32))
@@ -53,7 +52,7 @@ def test_video_only_and_audio_only(omni_tiny_analyzer, omni_window) -> None:  # 
         a.analyze(Window("x", 0, 0.0, 1.0, [], np.zeros(0, np.float32)))
 
 
-def test_overlapping_windows_reuse_frame_features(omni_tiny_analyzer, omni_window) -> None:  # noqa: ANN001
+def test_overlapping_windows_reuse_frame_features(omni_tiny_analyzer, omni_window) -> None:
     a = omni_tiny_analyzer
     w1 = omni_window(index=200, first=5000)
     w2 = omni_window(index=201, first=5004)  # hop of half a window: 4 of 8 frames shared
@@ -64,7 +63,7 @@ def test_overlapping_windows_reuse_frame_features(omni_tiny_analyzer, omni_windo
     assert a.cache.misses - m0 == 12 and a.cache.hits - h0 == 4
 
 
-def test_batch_equals_single(omni_tiny_analyzer, omni_window) -> None:  # noqa: ANN001
+def test_batch_equals_single(omni_tiny_analyzer, omni_window) -> None:
     a = omni_tiny_analyzer
     ws = [omni_window(index=300 + i, first=7000 + 20 * i) for i in range(2)]
     batch = a.analyze_batch(ws)

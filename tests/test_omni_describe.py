@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from affectstream.engine.omni.config import full_size
 from affectstream.engine.omni.describe import EXPECTED_TOTAL, component_counts, describe_text, total_stored
 from affectstream.engine.omni.loading import checkpoint_table
@@ -82,7 +81,10 @@ def test_prefixes_and_absences(table: dict[str, tuple[int, ...]]) -> None:
     assert table[f"{at}encoder.embed_positions.weight"] == (1500, 1280)
     assert f"{at}encoder.layers.31.fc2.weight" in keys
     assert {f"{at}projector.weight", f"{at}classifier.weight"} <= keys
-    assert sum(k.startswith("model.bert_model.encoder.layer.") and k.endswith("query.weight") for k in keys) == 12
+    assert (
+        sum(k.startswith("model.bert_model.encoder.layer.") and k.endswith("query.weight") for k in keys)
+        == 12
+    )
     assert sum(k.startswith("model.layers.") and k.endswith("q_proj.weight") for k in keys) == 24
 
 

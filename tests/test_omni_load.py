@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-
 from affectstream.engine.omni.decode import greedy
 from affectstream.engine.omni.loading import load_omni
 from affectstream.engine.runtimes.base import ModelFileError
+from safetensors.torch import load_file, save_file
 
 
 @pytest.fixture
@@ -22,7 +21,7 @@ def ckpt_copy(omni_tiny_ckpt: Path, tmp_path: Path) -> Path:
     return dst
 
 
-def _rewrite(folder: Path, edit) -> None:  # noqa: ANN001
+def _rewrite(folder: Path, edit) -> None:
     f = folder / "model.safetensors"
     sd = load_file(str(f))
     edit(sd)
@@ -50,8 +49,13 @@ def test_greedy_loop_matches_hf_generate(omni_tiny_ckpt: Path) -> None:
     ours = greedy(model.llm, model.model.embed_tokens, embeds, 10, stop_ids=set()).tokens[0]
     with torch.inference_mode():
         ref = model.llm.generate(
-            inputs_embeds=embeds, attention_mask=torch.ones(1, 30, dtype=torch.long), max_new_tokens=10,
-            do_sample=False, eos_token_id=None, pad_token_id=0, min_new_tokens=10,
+            inputs_embeds=embeds,
+            attention_mask=torch.ones(1, 30, dtype=torch.long),
+            max_new_tokens=10,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=0,
+            min_new_tokens=10,
         )
     assert ours == ref[0, -10:].tolist()
 
@@ -78,7 +82,10 @@ def test_unexpected_key(ckpt_copy: Path) -> None:
 def test_wrong_shape(ckpt_copy: Path) -> None:
     key = "model.mm_projector.readout_video.0.weight"
     _rewrite(ckpt_copy, lambda sd: sd.__setitem__(key, sd[key][:, :-1].contiguous()))
-    with pytest.raises(ModelFileError, match=rf"wrong shape, e\.g\. {key.replace('.', '[.]')} is \[64, 63\], expected \[64, 64\]"):
+    with pytest.raises(
+        ModelFileError,
+        match=rf"wrong shape, e\.g\. {key.replace('.', '[.]')} is \[64, 63\], expected \[64, 64\]",
+    ):
         load_omni(ckpt_copy)
 
 
@@ -86,7 +93,7 @@ def test_truncated_file(ckpt_copy: Path) -> None:
     f = ckpt_copy / "model.safetensors"
     data = f.read_bytes()
     f.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ModelFileError, match="damaged checkpoint file .*model.safetensors"):
+    with pytest.raises(ModelFileError, match=r"damaged checkpoint file .*model\.safetensors"):
         load_omni(ckpt_copy)
 
 
@@ -98,7 +105,7 @@ def test_garbage_header(ckpt_copy: Path) -> None:
 
 def test_missing_weights_and_config(ckpt_copy: Path, tmp_path: Path) -> None:
     (ckpt_copy / "model.safetensors").unlink()
-    with pytest.raises(ModelFileError, match="no model.safetensors"):
+    with pytest.raises(ModelFileError, match=r"no model\.safetensors"):
         load_omni(ckpt_copy)
     with pytest.raises(ModelFileError, match="checkpoint folder not found"):
         load_omni(tmp_path / "nowhere")
@@ -119,7 +126,7 @@ def test_external_tower_folder_overrides(ckpt_copy: Path, tmp_path: Path) -> Non
     """A SigLIP folder in HF layout (`vision_model.*`) replaces the checkpoint's own tower tensors."""
     sd = load_file(str(ckpt_copy / "model.safetensors"))
     prefix = "model.vision_tower.vision_tower."
-    ext = {k[len(prefix):]: torch.full_like(v, 0.5) for k, v in sd.items() if k.startswith(prefix)}
+    ext = {k[len(prefix) :]: torch.full_like(v, 0.5) for k, v in sd.items() if k.startswith(prefix)}
     folder = tmp_path / "siglip"
     folder.mkdir()
     save_file(ext, str(folder / "model.safetensors"))

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-
 from affectstream.engine.omni.config import AUDIO_TOKEN_INDEX, VIDEO_TOKEN_INDEX, tiny
 from affectstream.engine.omni.loading import load_omni
 from affectstream.engine.omni.model import OmniModel
@@ -83,7 +82,7 @@ def test_branches_never_mix_samples() -> None:
     assert not torch.allclose(a[:, 1], b[:, 1])
 
 
-def test_splice_puts_392_video_and_500_audio_at_placeholders(omni_tiny_analyzer) -> None:  # noqa: ANN001
+def test_splice_puts_392_video_and_500_audio_at_placeholders(omni_tiny_analyzer) -> None:
     a = omni_tiny_analyzer
     m = a.model
     ids = a.prompt_ids(video=True, audio=True)
@@ -112,7 +111,7 @@ def test_splice_puts_392_video_and_500_audio_at_placeholders(omni_tiny_analyzer)
     assert tok.decode(ids[ia + 1 :]).startswith("<au_end>\nAs an emotional recognition expert")
 
 
-def test_splice_errors(omni_tiny_analyzer) -> None:  # noqa: ANN001
+def test_splice_errors(omni_tiny_analyzer) -> None:
     m = omni_tiny_analyzer.model
     ids = omni_tiny_analyzer.prompt_ids(video=True, audio=False)
     v = torch.zeros(392, m.cfg.hidden_size)

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from affectstream.export.omni_onnx import PARITY_ATOL, _parts, export_omni, onnx_parity
 
 

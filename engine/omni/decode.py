@@ -33,6 +33,12 @@ def _cache_kwarg(llm: nn.Module) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
+def _cache_of(out: object) -> object:
+    """The KV cache of a forward output (`cache` in transformers 5.x, `past_key_values` in 4.x)."""
+    keys = out.keys() if hasattr(out, "keys") else ()
+    return out["cache"] if "cache" in keys else out.past_key_values  # type: ignore[index,attr-defined]
+
+
 @torch.inference_mode()
 def greedy(
     llm: nn.Module,
@@ -52,7 +58,7 @@ def greedy(
     sync()
     t1 = time.perf_counter()
     first = logits.clone()
-    past = out.past_key_values
+    past = _cache_of(out)
     cache_arg = _cache_kwarg(llm)
     done = torch.zeros(b, dtype=torch.bool, device=logits.device)
     tokens: list[list[int]] = [[] for _ in range(b)]
@@ -69,7 +75,7 @@ def greedy(
         if bool(done.all()) or steps == max_new_tokens:
             break
         out = llm(inputs_embeds=embed(nxt[:, None]), use_cache=True, **{cache_arg: past})
-        past = out.past_key_values
+        past = _cache_of(out)
         logits = out.logits[:, -1].float()
     sync()
     t2 = time.perf_counter()

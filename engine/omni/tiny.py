@@ -77,6 +77,23 @@ def write_bert_vocab(folder: Path) -> None:
     (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
 
 
+def randomize_(model: OmniModel, seed: int = 0) -> OmniModel:
+    """Fill every parameter in place: N(0, 0.02) for matrices/kernels, 1 for norm weights, 0 for biases.
+    Used for random-weight benchmarks of non-tiny geometries built with `loading.no_init` (fast, no init)."""
+    dev = model.device
+    g = torch.Generator(device=dev).manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() >= 2:
+                p.normal_(0.0, 0.02, generator=g)
+            elif name.endswith("weight"):
+                p.fill_(1.0)
+            else:
+                p.zero_()
+    model.tie()
+    return model.eval()
+
+
 def make_tiny_checkpoint(folder: str | Path, seed: int = 0) -> Path:
     """Write config.json, model.safetensors, tokenizer files and bert_tokenizer/ into `folder`."""
     folder = Path(folder)
