@@ -154,13 +154,14 @@ def graphs_cpu(args: argparse.Namespace, comps: list[tuple[str, Path]]) -> None:
     src = Path(args.calib)
     windows = cal.read_windows(src)
     root = {n: p for n, p in comps}
-    boxes = cal.profile_face_boxes(next(iter(root.values())).parent) if "expression" in root else None
+    needs_faces = "expression" in root or "face_mesh" in root
+    boxes = cal.profile_face_boxes(next(iter(root.values())).parent) if needs_faces else None
     print(f"reduced-precision graphs on ORT CPU, real windows of {src.name} ({len(windows)} windows)")
     print(
         f"{'encoder':12} {'prec':5} {'batch':>5} {'FP32 ms':>8} {'graph ms':>9} {'ratio':>6}  accuracy vs FP32"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ("face_short", "face_full", "expression"):
+        for name in ("face_short", "face_full", "face_mesh", "expression"):
             if name not in root:
                 continue
             shapes = default_shape_profile(root[name], name)
