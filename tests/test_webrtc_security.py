@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import numpy as np
 import pytest
 from affectstream.streams.web.ice import (
     browser_ice_servers,
@@ -230,3 +231,53 @@ async def test_https_call_with_a_certificate(lite_analyzer, tmp_path: Path) -> N
             assert await c.wait_windows(1, timeout=20)
         finally:
             await c.close()
+
+
+async def test_caller_that_never_connects_is_timed_out(lite_analyzer) -> None:
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    async with webrtc_server(lite_analyzer, connect_timeout=1.5) as srv:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTrack(SpeechAudioTrack())
+        await pc.setLocalDescription(await pc.createOffer())
+        body = {"sdp": pc.localDescription.sdp, "type": "offer", "stream": "ghost"}
+        async with aiohttp.ClientSession() as s, s.post(f"{srv.base_url}offer", json=body) as r:
+            assert r.status == 200  # answered, but the caller never applies the answer
+        try:
+            assert await srv.wait_peers(1, timeout=2)
+            assert await srv.wait_peers(0, timeout=10), "a half-open call was never torn down"
+            reason = srv.server.close_reasons[-1]
+            assert reason.startswith("ghost: ") and ("not connected" in reason or "failed" in reason)
+            assert len(srv.server.slots) == 0 and "ghost" not in srv.engine.streams
+        finally:
+            await pc.close()
+
+
+async def test_slow_reader_channel_drops_instead_of_buffering() -> None:
+    # A stand-in for RTCDataChannel whose send buffer is full (a caller that stopped reading): the
+    # real channel cannot be made to stall on demand, and only these two attributes are consulted.
+    from affectstream.streams.web.datachannel import DataChannelSink
+    from fixtures_mqtt import make_result
+
+    class Stalled:
+        def __init__(self) -> None:
+            self.readyState = "open"
+            self.bufferedAmount = 0
+            self.sent: list[str] = []
+
+        def send(self, data: str) -> None:
+            self.sent.append(data)
+            self.bufferedAmount += len(data)
+
+    sink = DataChannelSink(max_buffered=4000)
+    ch = Stalled()
+    sink.register("s", ch, t0_unix=0.0)
+    rng = np.random.default_rng(0)
+    for i in range(50):
+        await sink.publish_window(make_result("s", i, rng))
+        await sink.publish_window(make_result("other", i, rng))  # not this caller's stream
+    assert 1 < len(ch.sent) < 10 and sink.totals.dropped == 51 - len(ch.sent)
+    assert all('"stream":"s"' in m for m in ch.sent)
+    sink.unregister("s")
+    await sink.publish_window(make_result("s", 99, rng))
+    assert sink.stats()["channels"] == 0 and sink.totals.dropped == 51 - len(ch.sent)
