@@ -66,3 +66,19 @@ def lite_analyzer(lite_prof):
     a = LiteAnalyzer(lite_prof, threads=1)
     yield a
     a.close()
+
+
+@pytest.fixture(scope="session")
+def silero_sequence_path(lite_profile: Path, tmp_path_factory) -> Path:
+    """Silero's sequence model, from the same pinned silero-vad wheel the profile was prepared from."""
+    import zipfile
+
+    from fixtures_models import test_home
+
+    wheels = sorted((test_home() / "wheels").glob("silero_vad-6.2.3-*.whl"))
+    if not wheels:
+        pytest.skip("silero-vad wheel not in the test wheel cache (lite_profile prepares it)")
+    dest = tmp_path_factory.mktemp("vadseq")
+    with zipfile.ZipFile(wheels[0]) as z:
+        z.extract("silero_vad/data/silero_vad_16k_sequence.onnx", dest)
+    return dest / "silero_vad/data/silero_vad_16k_sequence.onnx"

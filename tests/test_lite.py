@@ -259,3 +259,16 @@ def test_facial_actions_from_the_mesh(lite_analyzer, lite_prof, astro_frames):
     plain = LiteAnalyzer(lite_prof, threads=1, actions=False)
     rp = plain.analyze(window("acts", 0, astro_frames[:8]))
     assert rp.faces[0].actions is None and "mesh" not in rp.latency_ms
+
+
+def test_sequence_vad_gives_the_same_voice(lite_prof, silero_sequence_path):
+    seq = LiteAnalyzer(lite_prof, threads=1, vad_model=silero_sequence_path, actions=False)
+    assert seq.vad.mode == "sequence"
+    ref = LiteAnalyzer(lite_prof, threads=1, actions=False)
+    audio = beckett_audio()
+    for k in range(4):  # overlapping windows: both stream over time
+        w = Window("sv", k, float(k), k + 2.0, [], audio[k * SR : (k + 2) * SR])
+        a, b = ref.analyze(w).voice, seq.analyze(w).voice
+        assert a is not None and b is not None
+        assert a.speech == b.speech and a.speech_ratio == pytest.approx(b.speech_ratio, abs=1e-6)
+        assert a.arousal == pytest.approx(b.arousal, abs=1e-6) if a.arousal is not None else b.arousal is None

@@ -123,19 +123,8 @@ def test_vad_refuses_a_non_vad_model(lite_prof):
 
 
 @pytest.fixture(scope="module")
-def silero_sequence(tmp_path_factory):
-    """Silero's sequence model, from the same pinned silero-vad wheel the profile was prepared from."""
-    import zipfile
-
-    from fixtures_models import test_home
-
-    wheels = sorted((test_home() / "wheels").glob("silero_vad-6.2.3-*.whl"))
-    if not wheels:
-        pytest.skip("silero-vad wheel not in the test wheel cache (lite_profile prepares it)")
-    dest = tmp_path_factory.mktemp("vadseq")
-    with zipfile.ZipFile(wheels[0]) as z:
-        z.extract("silero_vad/data/silero_vad_16k_sequence.onnx", dest)
-    return SileroVad.from_path(dest / "silero_vad/data/silero_vad_16k_sequence.onnx")
+def silero_sequence(silero_sequence_path):
+    return SileroVad.from_path(silero_sequence_path)
 
 
 def test_sequence_model_is_exact(lite_profile, silero, silero_sequence, beckett):
