@@ -71,3 +71,28 @@ def test_torch_runtime_matches_ort(lite_prof, fer_torch):
     assert trt.describe().name == "torch"
     torch_out = trt.run({"input": x})["probs"]
     assert np.abs(ort_out - torch_out).max() <= 1e-4
+
+
+def test_torch_cuda_unavailable_is_a_clear_error(fer_torch):
+    import torch
+    from affectstream.engine.runtimes.base import RuntimeUnavailable
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: the unavailable path cannot be exercised")
+    with pytest.raises(RuntimeUnavailable, match="CUDA"):
+        TorchRuntime(fer_torch, ["input"], ["probs"], device="cuda")
+
+
+@pytest.mark.gpu
+def test_torch_cuda_matches_cpu(fer_torch):
+    import copy
+
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here (torch.cuda.is_available() is False)")
+    x = np.random.default_rng(2).uniform(-1, 1, (4, 1, 64, 64)).astype(np.float32)
+    cpu = TorchRuntime(copy.deepcopy(fer_torch), ["input"], ["probs"]).run({"input": x})["probs"]
+    gpu_rt = TorchRuntime(copy.deepcopy(fer_torch), ["input"], ["probs"], device="cuda")
+    assert gpu_rt.describe().device == "cuda"
+    assert np.abs(gpu_rt.run({"input": x})["probs"] - cpu).max() < 1e-3
