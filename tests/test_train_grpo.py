@@ -145,10 +145,12 @@ def test_grpo_resume_restores_state(tmp_path) -> None:
 def test_shared_prompt_logprobs_match_full_forward() -> None:
     """The KV-cache sharing trick gives the same log-probs as G independent full forwards."""
     model = _tiny_model(3).eval()
-    policy = Policy(model, [EOS], PAD)
+    policy = Policy(model, [EOS], PAD, share_prompt=True)
     prompt = torch.tensor([[6, 7, 4]])
     comps = torch.tensor([[2, 3, 1], [4, 5, 2], [3, 3, 3]])
     lp = policy.logprobs({"input_ids": prompt}, comps)
+    lp_full = Policy(model, [EOS], PAD, share_prompt=False).logprobs({"input_ids": prompt}, comps)
+    assert torch.allclose(lp, lp_full, atol=1e-5)
     full = torch.cat([prompt.expand(3, -1), comps], 1)
     logits = model(input_ids=full).logits[:, prompt.shape[1] - 1 : -1]
     exp = torch.log_softmax(logits, -1).gather(-1, comps[:, :, None]).squeeze(-1)

@@ -2,10 +2,11 @@
 
 Why our own trainer instead of TRL's `GRPOTrainer`: the omni model's prompts are spliced
 embeddings, not token ids, and on a 2-core CPU every token counts. This trainer
-- runs each group's prompt ONCE (batch 1), then repeats the KV cache G times for the G completions
-  (`Cache.batch_repeat_interleave`), for sampling, for the policy pass (with gradients flowing into
-  the prompt's keys/values) and for the reference pass — the loss is unchanged, the cost drops from
-  G·(P+C) to P + G·C positions;
+- samples the G completions from ONE prompt pass whose KV cache is repeated G times
+  (`Cache.batch_repeat_interleave`); for the policy/reference log-probs it can do the same
+  (`share_prompt=True`, gradients flow into the prompt's keys/values; always used for omni's
+  ~900-position spliced prompts) or run G plain prompt+completion forwards, which measured faster
+  for SmolLM2's short prompts on 2 CPU cores (bench/train_grpo_shared_prompt.py);
 - accepts a prompt either as `input_ids` or `inputs_embeds` (anything the model's forward takes), so
   the same code trains SmolLM2 + LoRA and the r1-omni model class;
 - uses the adapter-disabled model as the frozen reference when the policy is a PEFT model (one copy
@@ -97,9 +98,18 @@ class Policy:
     """
 
     def __init__(
-        self, model: nn.Module, eos_ids: Sequence[int], pad_id: int, ref_model: nn.Module | None = None
+        self,
+        model: nn.Module,
+        eos_ids: Sequence[int],
+        pad_id: int,
+        ref_model: nn.Module | None = None,
+        share_prompt: bool = False,
     ):
         self.model = model
+        # Token-id prompts default to G full forwards of prompt+completion: measured faster on 2 CPU
+        # cores than one prompt pass + a shared KV cache (bench/train_grpo_shared_prompt.py).
+        # Callable/embedding prompts (omni) always share the prompt pass (~900 spliced positions).
+        self.share_prompt = share_prompt
         self.ref_model = ref_model
         self.eos_ids = list(eos_ids)
         self.pad_id = int(pad_id)
@@ -114,7 +124,8 @@ class Policy:
     @staticmethod
     def _prefill(model: nn.Module, prompt: Prompt) -> tuple[Any, Tensor]:
         inputs = prompt(model) if callable(prompt) else prompt
-        out = model(**dict(inputs), use_cache=True)
+        # logits_to_keep=1: only the last prompt position's vocabulary head is needed (49k-wide on SmolLM2).
+        out = model(**dict(inputs), use_cache=True, logits_to_keep=1)
         return out.past_key_values, out.logits[:, -1, :]
 
     @torch.no_grad()
@@ -160,6 +171,12 @@ class Policy:
 
     def _logprobs(self, model: nn.Module, prompt: Prompt, completions: Tensor) -> Tensor:
         n = completions.shape[0]
+        if not self.share_prompt and not callable(prompt) and set(prompt) == {"input_ids"}:
+            p = prompt["input_ids"]
+            ids = torch.cat([p.expand(n, -1), completions], dim=1)
+            c = completions.shape[1]
+            logits = model(input_ids=ids, logits_to_keep=c + 1).logits[:, :-1]
+            return torch.log_softmax(logits.float(), dim=-1).gather(-1, completions[:, :, None]).squeeze(-1)
         cache, last = self._prefill(model, prompt)
         cache.batch_repeat_interleave(n)
         if completions.shape[1] > 1:
