@@ -21,10 +21,13 @@ import numpy as np
 from affectstream.engine.labels import EMOTIONS
 
 _IDX = {k: i for i, k in enumerate(EMOTIONS)}
-# Which classes high vs low arousal points to (circumplex model): agitated voices are angry/fear/
-# surprise/happy more often than sad/neutral; disgust sits in between.
-_HIGH = np.array([1.0, 0.5, 1.0, 0.8, 0.1, 1.0, 0.1])
-_LOW = np.array([0.1, 0.5, 0.2, 0.3, 1.0, 0.1, 1.0])
+# Arousal → class template (circumplex model). Ordinary speech sits mid-scale and says nothing about
+# valence, so it maps to neutral; only clearly agitated voices lean to angry/fear/surprise (and happy),
+# clearly subdued ones to sad. Order: angry, disgust, fear, happy, sad, surprise, neutral.
+_BASE = np.array([0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 1.0])
+_AGITATED = np.array([1.2, 0.2, 1.0, 0.6, 0.0, 1.0, 0.0])
+_SUBDUED = np.array([0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.3])
+AGITATED_FROM, SUBDUED_BELOW = 0.55, 0.45
 VOICE_ONLY_CONFIDENCE = 0.35  # share of the arousal template in a voice-only distribution
 VOICE_WEIGHT = 0.2  # at most this share of the final scores comes from the voice when faces are present
 
@@ -72,7 +75,9 @@ def _as_dict(p: np.ndarray) -> dict[str, float]:
 def voice_distribution(arousal: float, confidence: float = VOICE_ONLY_CONFIDENCE) -> np.ndarray:
     """7-class distribution from arousal alone: uniform mixed with an arousal template (low confidence)."""
     a = float(np.clip(arousal, 0.0, 1.0))
-    t = a * _HIGH + (1 - a) * _LOW
+    h = max(0.0, (a - AGITATED_FROM) / (1.0 - AGITATED_FROM))
+    lo = max(0.0, (SUBDUED_BELOW - a) / SUBDUED_BELOW)
+    t = _BASE + h * _AGITATED + lo * _SUBDUED
     t = t / t.sum()
     u = np.full(len(EMOTIONS), 1.0 / len(EMOTIONS))
     return (1 - confidence) * u + confidence * t

@@ -37,6 +37,8 @@ def test_audio_only_is_low_confidence_and_arousal_shaped():
         assert sum(f.scores.values()) == pytest.approx(1.0)
     assert calm.label in ("neutral", "sad")
     assert agitated.label in ("angry", "fear", "surprise")
+    assert fuse([], VoiceEvidence(speech_ratio=0.8, arousal=0.5)).label == "neutral"  # ordinary speech
+    assert calm.scores["sad"] > agitated.scores["sad"]
     assert agitated.scores["angry"] > calm.scores["angry"]
 
 
