@@ -233,14 +233,17 @@ class WebRtcServer:
             on_closed=self._peer_closed,
         )
         self.peers[sid] = peer
+        peer.start_watchdog()  # from here on the peer is torn down by itself if the caller goes away
         try:
             answer = await peer.answer(body["sdp"])
+        except asyncio.CancelledError:
+            await peer.close("signaling request cancelled")
+            raise
         except Exception as e:  # aiortc raises ValueError and friends on SDP it cannot use
             await peer.close(f"bad offer: {e}")
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             return _error(400, f"unusable SDP offer: {msg}")
         peer.pump = await self.engine.add_source(peer.source, live=True)
-        peer.start_watchdog()
         self.counters["answered"] += 1
         sdp = with_start_bitrate(answer.sdp, self.config.start_bitrate_kbps)
         log.info("call %s started (%s)", sid, ", ".join(sorted(peer.source.kinds)))
@@ -258,10 +261,10 @@ class WebRtcServer:
         if peer.pump is not None:
             # the engine flushes the stream's last windows and closes its event; then forget it so the
             # id can be reused and the table does not grow with every call ever made
+            sid = peer.stream_id
+            peer.pump.add_done_callback(lambda _t: self.engine.streams.pop(sid, None))
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(peer.pump), 10)
-            if peer.pump.done():
-                self.engine.streams.pop(peer.stream_id, None)
         self.peers.pop(peer.stream_id, None)
         self.slots.release(peer.stream_id)
 
