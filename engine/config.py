@@ -61,7 +61,10 @@ class LiteSettings(BaseModel):
     )
     max_faces: int = Field(4, ge=1, description="Faces measured per frame, largest first.")
     min_face: int = Field(24, ge=1, description="Smallest face side in pixels that is measured.")
-    threads: int = Field(2, ge=1, description="ONNX Runtime intra-op threads.")
+    threads: int = Field(
+        1, ge=1, description="ONNX Runtime intra-op threads (1 measured fastest for these small models)."
+    )
+    actions: bool = Field(True, description="Facial actions (smile, mouth open, brows) from the face mesh.")
     transcript: bool = Field(False, description="Whisper-base transcript (off the fast path, rate-limited).")
 
 
