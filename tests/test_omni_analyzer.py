@@ -101,3 +101,4 @@ def test_preprocess_reference_rules() -> None:
     mel = whisper_features(np.zeros(16000, np.float32), "faithful")
     assert mel.shape == (128, 3000) and np.allclose(mel, -1.5)  # silence → −1.5 as in R1OMNI.md §3.3
     assert whisper_features(np.zeros(16100, np.float32), "fast").shape == (128, 102)
+    assert whisper_features(np.zeros(50, np.float32), "fast").shape == (128, 6)  # ≥ 1 audio token

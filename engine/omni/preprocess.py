@@ -21,6 +21,7 @@ SIGLIP_STD = 0.5
 PAD_FILL = int(255 * SIGLIP_MEAN)  # 127
 SAMPLE_RATE = 16_000
 HOP = 160
+MIN_FAST_SAMPLES = 6 * HOP  # 960 samples → 6 mel frames → 3 positions → 1 audio token
 
 
 def sample_indices(n_frames: int, num: int = 8) -> list[int]:
@@ -91,7 +92,8 @@ def whisper_features(samples: np.ndarray, mode: str = "faithful", n_mels: int = 
         if x.size == 0:
             raise ValueError("fast audio mode needs at least one sample")
         x = x[: SAMPLE_RATE * 30]
-        pad = (-x.size) % (2 * HOP) or 0
+        # even mel frame count (conv2 stride 2), and at least 3 encoder positions so pooling yields a token
+        pad = max((-x.size) % (2 * HOP), MIN_FAST_SAMPLES - x.size)
         x = np.pad(x, (0, pad))
         feats = fe(x, sampling_rate=SAMPLE_RATE, return_tensors="np", padding="longest", truncation=False)
     else:
