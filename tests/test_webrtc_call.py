@@ -39,7 +39,7 @@ async def test_clip_call_results_on_datachannel_and_mqtt(
         finally:
             await caller.close()
         hello = caller.of("affectstream.webrtc.hello/")
-        assert hello and hello[0]["stream"] == "clip-1"
+        assert hello and hello[0]["stream"] == "clip-1" and hello[0]["reasoning"] is False
         wins = caller.windows
         assert all(w["stream"] == "clip-1" and w["label"] in EMOTIONS for w in wins)
         assert any(w["faces"] for w in wins), "the astronaut's face was never found"
