@@ -92,6 +92,7 @@ class OmniAnalyzer(AnalyzerBase):
         cache_frames: int = 256,
         model_name: str = "r1-omni",
         decoder: torch.nn.Module | None = None,
+        encoders: Any | None = None,
     ) -> None:
         if audio_mode not in ("fast", "faithful"):
             raise ValueError(f"audio_mode must be 'fast' or 'faithful', got {audio_mode!r}")
@@ -108,11 +109,15 @@ class OmniAnalyzer(AnalyzerBase):
         self.labels = labels
         self.model_name = model_name
         self.decoder = decoder if decoder is not None else model.llm
+        # vision/projector/audio/gate: the torch model itself, or OnnxEncoders (same four calls)
+        self.enc: Any = encoders if encoders is not None else model
         self.cache = FrameFeatureCache(cache_frames)
         self._gate: dict[str, torch.Tensor] = {}
         self._prompts: dict[tuple[bool, bool], list[int]] = {}
         self._reasoning: OrderedDict[tuple[str, int], ReasoningResult] = OrderedDict()
         self._lock = threading.Lock()
+        self.last_texts: list[str] = []
+        self.last_tokens: list[list[int]] = []
         stop = {self.cfg.eos_token_id}
         for tok in ("<|im_end|>", "<|endoftext|>"):
             tid = tokenizer.convert_tokens_to_ids(tok)
@@ -130,9 +135,14 @@ class OmniAnalyzer(AnalyzerBase):
         vision_dir: str | Path | None = None,
         audio_dir: str | Path | None = None,
         bert_dir: str | Path | None = None,
+        onnx_dir: str | Path | None = None,
+        runtime: str = "auto",
         **kwargs: Any,
     ) -> OmniAnalyzer:
-        """Load model, Qwen tokenizer (from the checkpoint) and BERT vocab (bert_dir or ckpt/bert_tokenizer)."""
+        """Load model, Qwen tokenizer (from the checkpoint) and BERT vocab (bert_dir or ckpt/bert_tokenizer).
+
+        With `onnx_dir` (files from export/omni_onnx.py) the encoders run through the Runtime chain
+        (`runtime`: auto/tensorrt/onnxruntime/cuda/cpu); splicing and decoding stay in torch."""
         from transformers import AutoTokenizer
 
         ckpt = Path(checkpoint).expanduser()
@@ -149,6 +159,10 @@ class OmniAnalyzer(AnalyzerBase):
             hf_logging.set_verbosity(level)
         bert_tok = load_bert_tokenizer(Path(bert_dir).expanduser() if bert_dir else ckpt / "bert_tokenizer")
         kwargs.setdefault("model_name", ckpt.name)
+        if onnx_dir is not None:
+            from affectstream.engine.omni.onnx_encoders import OnnxEncoders
+
+            kwargs["encoders"] = OnnxEncoders(onnx_dir, prefer=runtime)
         return cls(model, tokenizer, bert_tok, audio_mode=audio_mode, **kwargs)
 
     # ---- cached pieces -------------------------------------------------------------------------
@@ -160,7 +174,7 @@ class OmniAnalyzer(AnalyzerBase):
                 [text], padding=True, truncation=True, add_special_tokens=True, return_tensors="pt"
             )
             with torch.inference_mode():
-                self._gate[text] = self.model.gate(enc["input_ids"], enc["attention_mask"])
+                self._gate[text] = self.enc.gate(enc["input_ids"], enc["attention_mask"])
         return self._gate[text]
 
     def prompt_ids(self, video: bool, audio: bool) -> list[int]:
@@ -194,7 +208,7 @@ class OmniAnalyzer(AnalyzerBase):
                 ]
             )
             with torch.inference_mode():
-                out = self.model.encode_frames(torch.from_numpy(px))
+                out = self.enc.encode_frames(torch.from_numpy(px))
             for key, v in zip(need, out, strict=True):
                 self.cache.put(key, v)
                 feats[key] = v
@@ -246,7 +260,7 @@ class OmniAnalyzer(AnalyzerBase):
                     [torch.stack([feats[k] for k, _ in self._window_frames(windows[i])]) for i in vids]
                 )
                 probs = self.gate_probs()
-                fused = self.model.project_video(stack, probs.expand(len(vids), -1))
+                fused = self.enc.project_video(stack, probs.expand(len(vids), -1))
                 video_tok = dict(zip(vids, fused, strict=True))
                 lat["projector"] = (time.perf_counter() - t1) * 1e3
             auds = [i for i, w in enumerate(windows) if w.has_audio]
@@ -258,7 +272,7 @@ class OmniAnalyzer(AnalyzerBase):
                 ]
                 for length in {m.shape[1] for m in mels}:  # batch windows whose audio has the same length
                     idx = [j for j, m in enumerate(mels) if m.shape[1] == length]
-                    out = self.model.encode_audio(torch.from_numpy(np.stack([mels[j] for j in idx])))
+                    out = self.enc.encode_audio(torch.from_numpy(np.stack([mels[j] for j in idx])))
                     audio_tok.update({auds[j]: o for j, o in zip(idx, out, strict=True)})
                 lat["audio"] = (time.perf_counter() - t1) * 1e3
             spliced = [
@@ -268,6 +282,7 @@ class OmniAnalyzer(AnalyzerBase):
                 for i in range(len(windows))
             ]
             texts, prefill, decode = self._generate([s.embeds for s in spliced])
+        self.last_texts = texts  # raw generations of the last call (parity checks, debugging)
         lat["prefill"], lat["decode"] = prefill, decode
         lat["total"] = (time.perf_counter() - t0) * 1e3
         results = []
@@ -280,6 +295,7 @@ class OmniAnalyzer(AnalyzerBase):
         for i, e in enumerate(embeds):
             groups.setdefault(e.shape[0], []).append(i)
         texts = [""] * len(embeds)
+        self.last_tokens = [[] for _ in embeds]
         prefill = decode = 0.0
         dec_dtype = (
             next(self.decoder.parameters()).dtype if any(True for _ in self.decoder.parameters()) else None
@@ -292,6 +308,7 @@ class OmniAnalyzer(AnalyzerBase):
             prefill += out.prefill_ms
             decode += out.decode_ms
             for i, toks in zip(idx, out.tokens, strict=True):
+                self.last_tokens[i] = toks
                 texts[i] = self.tokenizer.decode(toks, skip_special_tokens=True).strip()
         return texts, prefill, decode
 
@@ -349,5 +366,7 @@ class OmniAnalyzer(AnalyzerBase):
         )
 
     def close(self) -> None:
+        if self.enc is not self.model and hasattr(self.enc, "close"):
+            self.enc.close()
         self._reasoning.clear()
         self.cache = FrameFeatureCache(self.cache.capacity)

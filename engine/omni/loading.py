@@ -37,6 +37,8 @@ DTYPES = {
 VISION_PREFIX = "model.vision_tower.vision_tower."
 AUDIO_PREFIX = "model.audio_tower.audio_tower."
 BERT_PREFIX = "model.bert_model."
+# heads of the original HF folders that R1-Omni never had (BERT pre-training heads)
+SKIP_EXTERNAL = ("cls.",)
 
 
 def parse_dtype(name: str | torch.dtype) -> torch.dtype:
@@ -132,6 +134,8 @@ class TensorSource:
         self._handles.append(handle)
         n = 0
         for key in keys:
+            if key.startswith(SKIP_EXTERNAL):
+                continue
             new = key
             for src, dst in (rename or {}).items():
                 if key.startswith(src):

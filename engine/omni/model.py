@@ -125,7 +125,7 @@ class OmniModel(nn.Module):
                 if name in spans:
                     raise ValueError(f"prompt has more than one <{name}> placeholder")
                 flush()
-                pieces.append(feats.to(embed.weight.dtype))
+                pieces.append(feats.to(embed.weight.device, embed.weight.dtype))
                 spans[name] = (pos, feats.shape[0])
                 pos += feats.shape[0]
             else:
