@@ -9,6 +9,10 @@ transformers reference takes 15–25 s on 2 cores, and every test that needs it 
 from __future__ import annotations
 
 import os
+
+# Before anything loads libgomp (torch's copy is shared with llama.cpp's by soname): OpenMP threads
+# that busy-wait make llama.cpp ~30x slower on 2 shared cores. See engine/llm/llama.py.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import subprocess
 import sys
 import tempfile

@@ -11,6 +11,7 @@ short budget never yields a malformed answer. Such generations are flagged `forc
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -24,11 +25,23 @@ from affectstream.engine.llm.grammar import DEFAULT_THINK_CHARS, build_grammar
 from affectstream.engine.runtimes.base import ModelFileError, RuntimeInfo, RuntimeUnavailable
 
 DEFAULT_MAX_TOKENS = 64
+log = logging.getLogger("affectstream.llm")
+
 
 # llama.cpp's CPU backend uses OpenMP, whose default is to busy-wait between ops. With the fast path's
 # ONNX threads on the same cores that spinning is catastrophic: measured here with 2 threads on
-# 2 oversubscribed cores, 0.5 tok/s spinning vs 16.9 tok/s passive. libgomp reads this once, when
-# llama_cpp's libraries load, so it is set before the (lazy) import; an explicit setting wins.
+# 2 oversubscribed cores, 0.5 tok/s spinning vs 16.9 tok/s passive. libgomp reads this once, when it
+# is first loaded (torch ships a libgomp.so.1 that llama.cpp then shares), so it is set at import of
+# this module and checked again when a model loads; an explicit setting wins.
+def _libgomp_loaded() -> bool:
+    try:
+        return "libgomp" in Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
+
+
+# True when libgomp was already initialised with another policy before this module could set it.
+_GOMP_MAY_SPIN = os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE" and _libgomp_loaded()
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
@@ -109,6 +122,13 @@ class LlamaCppLM:
             raise ModelFileError(f"GGUF not found: {path} (run `affectstream models prepare`)")
         if lora_path is not None and not Path(lora_path).is_file():
             raise ModelFileError(f"LoRA adapter not found: {lora_path}")
+        self.spin_warning: str | None = None
+        if threads > 1 and _GOMP_MAY_SPIN:
+            self.spin_warning = (
+                "libgomp was loaded before OMP_WAIT_POLICY=PASSIVE was set: llama.cpp threads may busy-wait; "
+                "set it in the environment at process start or use threads=1"
+            )
+            log.warning(self.spin_warning)
         try:
             import llama_cpp
         except ImportError as e:
