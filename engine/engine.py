@@ -86,6 +86,7 @@ class Engine:
         self._work = asyncio.Event()
         self._space = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._dynamic: set[asyncio.Task[None]] = set()  # pumps attached with add_source
         self.fast_latency = LatencySeries()  # window close → published, ms
         self.analyze_latency = LatencySeries()  # analyzer call per window, ms
         self.windows_processed = RateCounter()
@@ -101,10 +102,32 @@ class Engine:
     async def add_source(self, source: Source, *, live: bool | None = None) -> asyncio.Task[None]:
         """Attach a stream while running (used by the WebRTC server for each caller)."""
         st = self._make_state(source, live)
-        return asyncio.create_task(self._pump(st), name=f"pump:{source.stream_id}")
+        task = asyncio.create_task(self._pump(st), name=f"pump:{source.stream_id}")
+        self._dynamic.add(task)
+        task.add_done_callback(self._dynamic.discard)
+        return task
 
-    async def run(self, sources: list[Source]) -> dict[str, StreamState]:
-        """Run until every source ends (or stop()); returns each stream's final state."""
+    def remove_stream(self, stream_id: str) -> bool:
+        """Forget a stream whose source has ended, so its id can be reused and the table stays bounded.
+
+        Returns False (and keeps it) while the stream is still running or has windows in flight.
+        """
+        st = self.streams.get(stream_id)
+        if st is None:
+            return False
+        busy = (
+            st.status == "running"
+            or st.pending
+            or (st.windows_analyzed + st.windows_dropped < st.windows_emitted)
+        )
+        if busy:
+            return False
+        del self.streams[stream_id]
+        return True
+
+    async def run(self, sources: list[Source], *, until_stopped: bool = False) -> dict[str, StreamState]:
+        """Run until every source ends, or with `until_stopped` until `stop()` (a server adding streams
+        with `add_source` as callers come and go); returns each stream's final state."""
         for s in self.sinks:
             await self._safe(s.start())
         states = [self._make_state(src, None) for src in sources]
@@ -114,6 +137,10 @@ class Engine:
         progress = asyncio.create_task(self._progress_loop(states), name="progress")
         try:
             await asyncio.gather(*pumps)
+            if until_stopped:
+                await self._stopping.wait()
+            if self._dynamic:
+                await asyncio.gather(*list(self._dynamic), return_exceptions=True)
             await self._drain()
         finally:
             for t in (analyzer_task, stats_task, progress):

@@ -2,9 +2,8 @@
 
 Each caller becomes one stream of the same `Engine` that `affectstream run` uses (same windower,
 analyzer, smoother, MQTT sink, reasoning slow path); its results also go back to it on a data channel.
-The engine normally ends when its sources end; a server has no sources until someone calls, so a
-`_Idle` source keeps `Engine.run` alive until shutdown (it is removed from the engine's stream table
-at once, so it never shows up in `stats`).
+A server has no sources until someone calls, so the engine runs with `until_stopped=True`; a caller's
+stream is removed from the engine's table when the call ends, so ids can be reused.
 
 Signaling is one request: the page gathers ICE candidates first (no trickle), posts
 `{"sdp", "type": "offer", "stream"?}` and gets `{"sdp", "type": "answer", "stream"}` back.
@@ -27,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from affectstream.streams.sources.base import Source
 from affectstream.streams.web.datachannel import DataChannelSink
 from affectstream.streams.web.ice import (
     browser_ice_servers,
@@ -49,7 +47,6 @@ log = logging.getLogger("affectstream.web")
 
 STATIC = Path(__file__).parent / "static"
 _STREAM_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-IDLE_ID = "_webrtc_idle"
 
 
 @dataclass
@@ -106,24 +103,6 @@ def with_start_bitrate(sdp: str, kbps: int) -> str:
     return "\r\n".join(final) + "\r\n"
 
 
-class _Idle(Source):
-    """A source that yields nothing until `stop()`: keeps `Engine.run` serving between callers."""
-
-    live = True
-
-    def __init__(self) -> None:
-        super().__init__(IDLE_ID)
-        self._stop = asyncio.Event()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    async def __aiter__(self):  # type: ignore[override]
-        await self._stop.wait()
-        return
-        yield  # pragma: no cover - makes this an async generator
-
-
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
@@ -143,7 +122,6 @@ class WebRtcServer:
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         self._engine_task: asyncio.Task[Any] | None = None
-        self._idle: _Idle | None = None
 
     # ------------------------------------------------------------------ app
     def make_app(self) -> web.Application:
@@ -217,7 +195,7 @@ class WebRtcServer:
         if body.get("type", "offer") != "offer":
             return _error(400, f"'type' must be 'offer', got {body.get('type')!r}")
         sid = body.get("stream") or f"call-{uuid.uuid4().hex[:8]}"
-        if not isinstance(sid, str) or not _STREAM_ID.match(sid) or sid == IDLE_ID:
+        if not isinstance(sid, str) or not _STREAM_ID.match(sid):
             return _error(400, "'stream' must be 1-64 characters from A-Z a-z 0-9 _ . -")
         if sid in self.peers or sid in self.engine.streams:
             return _error(409, f"stream {sid!r} is already in a call")
@@ -261,27 +239,23 @@ class WebRtcServer:
         if peer.pump is not None:
             # the engine flushes the stream's last windows and closes its event; then forget it so the
             # id can be reused and the table does not grow with every call ever made
-            sid = peer.stream_id
-            peer.pump.add_done_callback(lambda _t: self.engine.streams.pop(sid, None))
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(peer.pump), 10)
+            for _ in range(500):  # its last windows are analysed within a few batches
+                if self.engine.remove_stream(peer.stream_id) or peer.stream_id not in self.engine.streams:
+                    break
+                await asyncio.sleep(0.02)
         self.peers.pop(peer.stream_id, None)
         self.slots.release(peer.stream_id)
 
     # ------------------------------------------------------------------ lifecycle
     async def start_engine(self) -> None:
-        """Run the engine with the idle source, then hide that source from the stream table."""
-        self._idle = _Idle()
-        self._engine_task = asyncio.create_task(self.engine.run([self._idle]), name="engine")
-        for _ in range(500):
-            if IDLE_ID in self.engine.streams:
-                self.engine.streams.pop(IDLE_ID)
-                return
-            if self._engine_task.done():
-                await self._engine_task  # raises what went wrong
-                raise RuntimeError("engine ended before serving")
-            await asyncio.sleep(0.01)
-        raise RuntimeError("engine did not start within 5 s")
+        """Run the engine until `close()`; callers are attached and removed as they come and go."""
+        self._engine_task = asyncio.create_task(self.engine.run([], until_stopped=True), name="engine")
+        await asyncio.sleep(0)
+        if self._engine_task.done():
+            await self._engine_task  # raises what went wrong
+            raise RuntimeError("engine ended before serving")
 
     async def start(self) -> None:
         inline = getattr(self.engine, "_inline_reasoning", None)  # r1-omni reasons in the same pass
@@ -319,8 +293,6 @@ class WebRtcServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._idle is not None:
-            self._idle.stop()
         self.engine.stop()
         if self._engine_task is not None:
             with contextlib.suppress(Exception):
