@@ -57,14 +57,16 @@ async def test_every_n_trigger_and_fair_order_across_streams(llama_model: LlamaC
         assert [(r.stream, r.window.index) for r in got] == [("a", 2), ("a", 5)]
     finally:
         await sched.aclose()
-    # one reasoner, two streams: waiting streams are served in arrival order, one in flight each
+    # one reasoner, two streams: waiting streams are served in arrival order, one in flight each,
+    # and a stream's newer trigger replaces its own waiting window (b0), never another stream's
     sched = ReasoningScheduler([Reasoner(llama_model, max_tokens=4)])
     try:
         for stream, label, i in (("a", "sad", 0), ("b", "sad", 0), ("a", "happy", 1), ("b", "fear", 1)):
             await sched.submit(_result(label, i, stream))
         await sched.drain(60)
         got = [sched.results.get_nowait() for _ in range(sched.results.qsize())]
-        assert [(r.stream, r.window.index) for r in got] == [("a", 0), ("b", 0), ("a", 1), ("b", 1)]
+        assert [(r.stream, r.window.index) for r in got] == [("a", 0), ("b", 1), ("a", 1)]
+        assert sched.stats()["skipped"] == 1
     finally:
         await sched.aclose()
 
