@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from affectstream.engine.omni.decode import greedy
@@ -59,7 +60,7 @@ def _prefix_agreement(a: list[int], b: list[int]) -> float:
 
 def compare_decoders(
     reference: nn.Module,
-    candidate: nn.Module,
+    candidate: nn.Module | Any,
     embed: Callable[[torch.Tensor], torch.Tensor],
     prompts: list[torch.Tensor],
     max_new_tokens: int,
@@ -69,7 +70,10 @@ def compare_decoders(
     agree, exact, top1, kl, t_ref, t_cand, n_ref, n_cand = [], [], [], [], 0.0, 0.0, 0, 0
     for p in prompts:
         r = greedy(reference, embed, p[None].float(), max_new_tokens, stop_ids)
-        c = greedy(candidate, embed, p[None].float(), max_new_tokens, stop_ids)
+        if hasattr(candidate, "greedy"):  # a non-torch decoder (llama_embed.LlamaEmbedDecoder)
+            c = candidate.greedy(p.detach().float().numpy(), max_new_tokens, stop_ids)
+        else:
+            c = greedy(candidate, embed, p[None].float(), max_new_tokens, stop_ids)
         agree.append(_prefix_agreement(r.tokens[0], c.tokens[0]))
         exact.append(float(r.tokens[0] == c.tokens[0]))
         lr, lc = torch.log_softmax(r.first_logits, -1), torch.log_softmax(c.first_logits, -1)
