@@ -48,3 +48,44 @@ def test_embedding_input_equals_token_input(decoder, hf_model) -> None:
 def test_wrong_width_is_a_clear_error(decoder) -> None:
     with pytest.raises(ValueError, match="embeddings are 7 wide"):
         decoder.greedy(np.zeros((3, 7), np.float32), 2, set())
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(omni_tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    pytest.importorskip("gguf")
+    from affectstream.export.omni_gguf import export_llm_gguf
+
+    return export_llm_gguf(omni_tiny_ckpt, tmp_path_factory.mktemp("gguf") / "llm.gguf")
+
+
+def test_checkpoint_llm_as_gguf_matches_torch(tiny_gguf: Path, omni_tiny_ckpt: Path) -> None:
+    """The exported Qwen2 GGUF (F32) decodes the same spliced-size prompt as the torch fp32 reference."""
+    import torch
+    from affectstream.engine.omni.decode import greedy
+    from affectstream.engine.omni.llama_embed import LlamaEmbedDecoder
+    from affectstream.engine.omni.loading import load_omni
+
+    model, _ = load_omni(omni_tiny_ckpt)
+    d = LlamaEmbedDecoder(tiny_gguf, n_ctx=1100, threads=1)
+    try:
+        embeds = torch.randn(992, model.cfg.hidden_size, generator=torch.Generator().manual_seed(3)) * 0.5
+        got = d.greedy(embeds.numpy(), 8, set())
+        ref = greedy(model.llm, model.model.embed_tokens, embeds[None], 8, set())
+    finally:
+        d.close()
+    assert got.tokens == ref.tokens
+    torch.testing.assert_close(got.first_logits, ref.first_logits, atol=2e-3, rtol=1e-3)
+
+
+def test_analyzer_decodes_with_llama_cpp(tiny_gguf: Path, omni_tiny_ckpt: Path, omni_window) -> None:
+    from affectstream.engine.omni.analyzer import OmniAnalyzer
+
+    torch_a = OmniAnalyzer.from_checkpoint(omni_tiny_ckpt, max_new_tokens=5)
+    llama_a = OmniAnalyzer.from_checkpoint(omni_tiny_ckpt, max_new_tokens=5, llm_gguf=tiny_gguf)
+    torch_a.stop_ids = llama_a.stop_ids = set()
+    w = omni_window(index=9, first=900)
+    rt, rl = torch_a.analyze(w), llama_a.analyze(w)
+    assert llama_a.last_tokens == torch_a.last_tokens and len(llama_a.last_tokens[0]) == 5
+    assert rl.label == rt.label and llama_a.reasoning(w).window.index == 9
+    llama_a.close()

@@ -91,7 +91,7 @@ class OmniAnalyzer(AnalyzerBase):
         labels: tuple[str, ...] = EMOTIONS,
         cache_frames: int = 256,
         model_name: str = "r1-omni",
-        decoder: torch.nn.Module | None = None,
+        decoder: Any | None = None,
         encoders: Any | None = None,
     ) -> None:
         if audio_mode not in ("fast", "faithful"):
@@ -137,12 +137,15 @@ class OmniAnalyzer(AnalyzerBase):
         bert_dir: str | Path | None = None,
         onnx_dir: str | Path | None = None,
         runtime: str = "auto",
+        llm_gguf: str | Path | None = None,
         **kwargs: Any,
     ) -> OmniAnalyzer:
         """Load model, Qwen tokenizer (from the checkpoint) and BERT vocab (bert_dir or ckpt/bert_tokenizer).
 
         With `onnx_dir` (files from export/omni_onnx.py) the encoders run through the Runtime chain
-        (`runtime`: auto/tensorrt/onnxruntime/cuda/cpu); splicing and decoding stay in torch."""
+        (`runtime`: auto/tensorrt/onnxruntime/cuda/cpu); splicing and decoding stay in torch.
+        With `llm_gguf` (export/omni_gguf.py, optionally llama-quantize'd) llama.cpp decodes from the
+        spliced embeddings instead of torch."""
         from transformers import AutoTokenizer
 
         ckpt = Path(checkpoint).expanduser()
@@ -163,6 +166,10 @@ class OmniAnalyzer(AnalyzerBase):
             from affectstream.engine.omni.onnx_encoders import OnnxEncoders
 
             kwargs["encoders"] = OnnxEncoders(onnx_dir, prefer=runtime)
+        if llm_gguf is not None:
+            from affectstream.engine.omni.llama_embed import LlamaEmbedDecoder
+
+            kwargs["decoder"] = LlamaEmbedDecoder(llm_gguf, n_ctx=kwargs.pop("n_ctx", 2048))
         return cls(model, tokenizer, bert_tok, audio_mode=audio_mode, **kwargs)
 
     # ---- cached pieces -------------------------------------------------------------------------
@@ -297,9 +304,18 @@ class OmniAnalyzer(AnalyzerBase):
         texts = [""] * len(embeds)
         self.last_tokens = [[] for _ in embeds]
         prefill = decode = 0.0
-        dec_dtype = (
-            next(self.decoder.parameters()).dtype if any(True for _ in self.decoder.parameters()) else None
-        )
+        if hasattr(self.decoder, "greedy"):  # llama.cpp (llama_embed.LlamaEmbedDecoder): one prompt at a time
+            for i, e in enumerate(embeds):
+                out = self.decoder.greedy(
+                    e.detach().float().cpu().numpy(), self.max_new_tokens, self.stop_ids
+                )
+                prefill += out.prefill_ms
+                decode += out.decode_ms
+                self.last_tokens[i] = out.tokens[0]
+                texts[i] = self.tokenizer.decode(out.tokens[0], skip_special_tokens=True).strip()
+            return texts, prefill, decode
+        params = list(self.decoder.parameters())
+        dec_dtype = params[0].dtype if params else None
         for idx in groups.values():
             batch = torch.stack([embeds[i] for i in idx])
             if dec_dtype is not None and dec_dtype.is_floating_point:
@@ -368,5 +384,7 @@ class OmniAnalyzer(AnalyzerBase):
     def close(self) -> None:
         if self.enc is not self.model and hasattr(self.enc, "close"):
             self.enc.close()
+        if hasattr(self.decoder, "greedy"):
+            self.decoder.close()
         self._reasoning.clear()
         self.cache = FrameFeatureCache(self.cache.capacity)
