@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from fixtures_mqtt import Collector
-
 from affectstream.engine.labels import EMOTIONS
+from fixtures_mqtt import Collector
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -27,7 +26,7 @@ async def test_reasoning_messages_reference_published_windows(
             "--mqtt", f"mqtt://127.0.0.1:{mosquitto.port}", "--node-id", "llmtest", "--no-progress", "-q",
             env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
-        out, err = await asyncio.wait_for(proc.communicate(), 300)
+        _out, err = await asyncio.wait_for(proc.communicate(), 300)
         await asyncio.sleep(0.5)
     assert proc.returncode == 0, err.decode()[-2000:]
     windows = {}

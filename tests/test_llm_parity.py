@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from affectstream.engine.llm.examples import CUE_EXAMPLES
 from affectstream.engine.llm.llama import LlamaCppLM
 from affectstream.engine.llm.prompt import chat_messages
