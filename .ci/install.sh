@@ -33,7 +33,7 @@ LLAMA_CMAKE_ARGS=${LLAMA_CMAKE_ARGS:-"-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX
 if [ "$(uname -m)" = "x86_64" ] && ! $PY -c "import llama_cpp" 2>/dev/null; then
   echo ">> building llama-cpp-python 0.3.36 from source (about 7 minutes on 2 cores, once)"
   $PY -m pip cache remove llama_cpp_python >/dev/null 2>&1 || true
-  CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) $PY -m pip install -q "llama-cpp-python==0.3.36"
+  CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) $PY -m pip install -q --no-cache-dir "llama-cpp-python==0.3.36"
 fi
 echo ">> pip install -e .[$EXTRAS]"
 CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) $PY -m pip install -q -e ".[$EXTRAS]"

@@ -6,6 +6,12 @@ optional extra produces one line naming the extra to install, not an ImportError
 
 from __future__ import annotations
 
+import os
+
+# llama.cpp's worker threads spin by default and, on few cores, starve the fast path (decode measured
+# 0.5 tok/s spinning vs 16.9 tok/s passive here). It must be set before torch/llama load OpenMP.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import asyncio
 import contextlib

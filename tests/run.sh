@@ -3,6 +3,6 @@
 # loopback-only network namespace (see tests/test_webrtc_browser.py), so no packet leaves 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE
 ruff check .
 exec python3 -m pytest -q "$@"
