@@ -79,6 +79,12 @@ def test_unexpected_key(ckpt_copy: Path) -> None:
         load_omni(ckpt_copy)
 
 
+def test_stored_tied_head_is_accepted(ckpt_copy: Path) -> None:
+    _rewrite(ckpt_copy, lambda sd: sd.__setitem__("lm_head.weight", sd["model.embed_tokens.weight"].clone()))
+    _, report = load_omni(ckpt_copy)
+    assert "lm_head.weight" in report.known_unused
+
+
 def test_wrong_shape(ckpt_copy: Path) -> None:
     key = "model.mm_projector.readout_video.0.weight"
     _rewrite(ckpt_copy, lambda sd: sd.__setitem__(key, sd[key][:, :-1].contiguous()))

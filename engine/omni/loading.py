@@ -242,6 +242,8 @@ def load_omni(
         model = OmniModel(cfg, attn=attn)
     expected = expected_shapes(model)
     unused = known_unused_shapes(cfg)
+    if cfg.tie_word_embeddings:  # some exporters store the tied head anyway; it equals embed_tokens
+        unused["lm_head.weight"] = (cfg.vocab_size, cfg.hidden_size)
     present = source.keys()
     missing = set(expected) - present
     unexpected = present - set(expected) - set(unused)
