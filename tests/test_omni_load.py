@@ -42,11 +42,15 @@ def test_tiny_loads_strictly_and_generates(omni_tiny_ckpt: Path) -> None:
     assert len(out.tokens[0]) == 6 and all(0 <= t < model.cfg.vocab_size for t in out.tokens[0])
 
 
-def test_greedy_loop_matches_hf_generate(omni_tiny_ckpt: Path) -> None:
-    """Our decode loop (used for all timings) equals transformers' greedy generate from embeddings."""
+@pytest.mark.parametrize("penalty", [1.0, 5.0])
+def test_greedy_loop_matches_hf_generate(omni_tiny_ckpt: Path, penalty: float) -> None:
+    """Our decode loop (used for all timings) equals transformers' greedy generate from embeddings,
+    including generate()'s repetition_penalty (applied from generation_config even when greedy)."""
     model, _ = load_omni(omni_tiny_ckpt)
     embeds = torch.randn(1, 30, model.cfg.hidden_size) * 0.5
-    ours = greedy(model.llm, model.model.embed_tokens, embeds, 10, stop_ids=set()).tokens[0]
+    ours = greedy(
+        model.llm, model.model.embed_tokens, embeds, 10, stop_ids=set(), repetition_penalty=penalty
+    ).tokens[0]
     with torch.inference_mode():
         ref = model.llm.generate(
             inputs_embeds=embeds,
@@ -56,8 +60,14 @@ def test_greedy_loop_matches_hf_generate(omni_tiny_ckpt: Path) -> None:
             eos_token_id=None,
             pad_token_id=0,
             min_new_tokens=10,
+            repetition_penalty=penalty,
         )
     assert ours == ref[0, -10:].tolist()
+    if (
+        penalty != 1.0
+    ):  # the penalty must actually change something on this prompt, or the test proves nothing
+        plain = greedy(model.llm, model.model.embed_tokens, embeds, 10, stop_ids=set()).tokens[0]
+        assert plain != ours
 
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])

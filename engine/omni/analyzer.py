@@ -75,6 +75,18 @@ def load_bert_tokenizer(folder: Path) -> Any:
     return BertTokenizer(vocab_file=str(vocab), do_lower_case=True)
 
 
+def _generation_config(ckpt: Path) -> dict[str, Any]:
+    """The checkpoint's generation_config.json (greedy decoding still honours its repetition_penalty and eos)."""
+    import json
+
+    f = ckpt / "generation_config.json"
+    try:
+        raw = json.loads(f.read_text()) if f.is_file() else {}
+    except json.JSONDecodeError as e:
+        raise ModelFileError(f"damaged {f}: {e}") from None
+    return raw if isinstance(raw, dict) else {}
+
+
 class OmniAnalyzer(AnalyzerBase):
     profile = "r1-omni"
 
@@ -93,6 +105,7 @@ class OmniAnalyzer(AnalyzerBase):
         model_name: str = "r1-omni",
         decoder: Any | None = None,
         encoders: Any | None = None,
+        repetition_penalty: float = 1.0,
     ) -> None:
         if audio_mode not in ("fast", "faithful"):
             raise ValueError(f"audio_mode must be 'fast' or 'faithful', got {audio_mode!r}")
@@ -118,6 +131,7 @@ class OmniAnalyzer(AnalyzerBase):
         self._lock = threading.Lock()
         self.last_texts: list[str] = []
         self.last_tokens: list[list[int]] = []
+        self.repetition_penalty = repetition_penalty
         stop = {self.cfg.eos_token_id}
         for tok in ("<|im_end|>", "<|endoftext|>"):
             tid = tokenizer.convert_tokens_to_ids(tok)
@@ -162,6 +176,8 @@ class OmniAnalyzer(AnalyzerBase):
             hf_logging.set_verbosity(level)
         bert_tok = load_bert_tokenizer(Path(bert_dir).expanduser() if bert_dir else ckpt / "bert_tokenizer")
         kwargs.setdefault("model_name", ckpt.name)
+        gen = _generation_config(ckpt)
+        kwargs.setdefault("repetition_penalty", float(gen.get("repetition_penalty") or 1.0))
         if onnx_dir is not None:
             from affectstream.engine.omni.onnx_encoders import OnnxEncoders
 
@@ -307,7 +323,10 @@ class OmniAnalyzer(AnalyzerBase):
         if hasattr(self.decoder, "greedy"):  # llama.cpp (llama_embed.LlamaEmbedDecoder): one prompt at a time
             for i, e in enumerate(embeds):
                 out = self.decoder.greedy(
-                    e.detach().float().cpu().numpy(), self.max_new_tokens, self.stop_ids
+                    e.detach().float().cpu().numpy(),
+                    self.max_new_tokens,
+                    self.stop_ids,
+                    self.repetition_penalty,
                 )
                 prefill += out.prefill_ms
                 decode += out.decode_ms
@@ -320,7 +339,14 @@ class OmniAnalyzer(AnalyzerBase):
             batch = torch.stack([embeds[i] for i in idx])
             if dec_dtype is not None and dec_dtype.is_floating_point:
                 batch = batch.to(dec_dtype)
-            out = greedy(self.decoder, self._embed, batch, self.max_new_tokens, self.stop_ids)
+            out = greedy(
+                self.decoder,
+                self._embed,
+                batch,
+                self.max_new_tokens,
+                self.stop_ids,
+                repetition_penalty=self.repetition_penalty,
+            )
             prefill += out.prefill_ms
             decode += out.decode_ms
             for i, toks in zip(idx, out.tokens, strict=True):

@@ -47,8 +47,13 @@ def greedy(
     max_new_tokens: int,
     stop_ids: set[int],
     sync: Callable[[], None] = lambda: None,
+    repetition_penalty: float = 1.0,
 ) -> Decoded:
-    """inputs_embeds (B, L, H) → generated ids per row (stop token excluded), greedy like do_sample=False."""
+    """inputs_embeds (B, L, H) → generated ids per row (stop token excluded), greedy like do_sample=False.
+
+    `repetition_penalty` is HF's (logit/p if > 0 else logit·p on already generated ids): `generate()`
+    applies the checkpoint's generation_config value even under greedy decoding, and with an embeddings
+    prompt only the generated ids count."""
     if inputs_embeds.dim() != 3:
         raise ValueError(f"inputs_embeds must be (B, L, H), got {tuple(inputs_embeds.shape)}")
     b = inputs_embeds.shape[0]
@@ -64,6 +69,12 @@ def greedy(
     tokens: list[list[int]] = [[] for _ in range(b)]
     steps = 0
     for _ in range(max_new_tokens):
+        if repetition_penalty != 1.0 and steps:
+            for i, row in enumerate(tokens):
+                if row:
+                    idx = torch.tensor(sorted(set(row)), device=logits.device)
+                    v = logits[i, idx]
+                    logits[i, idx] = torch.where(v < 0, v * repetition_penalty, v / repetition_penalty)
         nxt = logits.argmax(-1)
         for i, t in enumerate(nxt.tolist()):
             if not done[i]:

@@ -44,7 +44,9 @@ class LlamaEmbedDecoder:
         ptr = self._lc.llama_get_logits_ith(self._ctx(), -1)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
 
-    def greedy(self, embeds: np.ndarray, max_new_tokens: int, stop_ids: set[int]) -> Decoded:
+    def greedy(
+        self, embeds: np.ndarray, max_new_tokens: int, stop_ids: set[int], repetition_penalty: float = 1.0
+    ) -> Decoded:
         """embeds (L, H) float32 → greedy tokens; same contract as decode.greedy for one prompt."""
         lc = self._lc
         x = np.ascontiguousarray(embeds, dtype=np.float32)
@@ -75,6 +77,10 @@ class LlamaEmbedDecoder:
         one = lc.llama_batch_init(1, 0, 1)
         try:
             for step in range(max_new_tokens):
+                if repetition_penalty != 1.0 and tokens:  # HF's rule, on the generated ids
+                    idx = np.array(sorted(set(tokens)))
+                    v = logits[idx]
+                    logits[idx] = np.where(v < 0, v * repetition_penalty, v / repetition_penalty)
                 tok = int(logits.argmax())
                 steps += 1
                 if tok in stop_ids:
