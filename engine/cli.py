@@ -75,6 +75,11 @@ def build_analyzer(settings: Any) -> Any:
             dtype=settings.omni.dtype,
             audio_mode=settings.omni.audio_mode,
             max_new_tokens=settings.omni.max_new_tokens,
+            **{
+                k: getattr(settings.omni, k)
+                for k in ("bert_dir", "vision_dir", "audio_dir", "onnx_dir", "llm_gguf")
+                if getattr(settings.omni, k) is not None
+            },
         )
     profile_dir = ensure_profile("lite")
     from affectstream.engine.lite import LiteAnalyzer

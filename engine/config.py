@@ -87,6 +87,13 @@ class OmniSettings(BaseModel):
         "fast", description="fast: encode only the window's audio; faithful: pad to 30 s like R1-Omni."
     )
     max_new_tokens: int = Field(256, ge=1, description="Bound on the generated <think>/<answer> tokens.")
+    bert_dir: Path | None = Field(
+        None, description="bert-base-uncased folder (the checkpoint ships BERT weights but not its vocab)."
+    )
+    vision_dir: Path | None = Field(None, description="External siglip-base-patch16-224 folder (optional).")
+    audio_dir: Path | None = Field(None, description="External whisper-large-v3 folder (optional).")
+    onnx_dir: Path | None = Field(None, description="Run the encoders from these exported ONNX files.")
+    llm_gguf: Path | None = Field(None, description="Decode with llama.cpp from this GGUF (fed embeddings).")
 
 
 class SmoothingSettings(BaseModel):
