@@ -28,7 +28,11 @@ class LatencySeries:
         if not self._v:
             return {"p50": None, "p95": None, "n": 0}
         a = np.fromiter(self._v, dtype=np.float64)
-        return {"p50": round(float(np.percentile(a, 50)), 2), "p95": round(float(np.percentile(a, 95)), 2), "n": len(a)}
+        return {
+            "p50": round(float(np.percentile(a, 50)), 2),
+            "p95": round(float(np.percentile(a, 95)), 2),
+            "n": len(a),
+        }
 
 
 class RateCounter:
