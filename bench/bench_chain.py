@@ -58,15 +58,17 @@ class MemorySource:
     live = False
     duration = None
 
-    def __init__(self, stream_id: str, items: list, realtime: bool = False) -> None:
+    def __init__(self, stream_id: str, items: list, realtime: bool = False, delay: float = 0.0) -> None:
         from affectstream.streams.sources.base import SourceStats
 
         self.stream_id = stream_id
         self.items = items
         self.live = realtime
+        self.delay = delay  # start offset, so streams' windows do not all close at the same instant
         self.stats = SourceStats()
 
     async def __aiter__(self):
+        await asyncio.sleep(self.delay)
         t0 = time.monotonic()
         for i, it in enumerate(self.items):
             if self.live:
@@ -146,13 +148,22 @@ def main() -> None:
                 settings, analyzer, [MemorySource("warm", items[: len(items) // 3])], port, tmp / "warm.jsonl"
             )
         )
-        srcs = [MemorySource(f"s{i}", items, realtime=True) for i in range(args.streams)]
-        wall, recorded, eng = asyncio.run(run_chain(settings, analyzer, srcs, port, tmp / "real.jsonl"))
+        hop = settings.window.hop
+        runs = {}
+        for mode, stagger in (("aligned", 0.0), ("staggered", hop / args.streams)):
+            srcs = [
+                # fresh stream ids per run: the per-frame cache must not serve the second run
+                MemorySource(f"{mode}{i}", items, realtime=True, delay=i * stagger)
+                for i in range(args.streams)
+            ]
+            runs[mode] = asyncio.run(run_chain(settings, analyzer, srcs, port, tmp / f"{mode}.jsonl"))
+        wall, recorded, eng = runs["aligned"]
         n = len(recorded)
         dropped = sum(st.windows_dropped for st in eng.streams.values())
         lat = eng.fast_latency.percentiles()
         ana = eng.analyze_latency.percentiles()
-        by_index = {r.window.index: r for r in recorded if r.stream == "s0"}
+        slat = runs["staggered"][2].fast_latency.percentiles()
+        by_index = {r.window.index: r for r in recorded}  # any stream: same clip, same windows
         rsrcs = [MemorySource(f"r{i}", items) for i in range(args.replay_repeat)]
         rwall, rrec, reng = asyncio.run(
             run_chain(settings, ReplayAnalyzer(by_index), rsrcs, port, tmp / "replay.jsonl")
@@ -166,7 +177,13 @@ def main() -> None:
             f"({n / wall:.1f} windows/s), {dropped} dropped"
         )
         print(f"  analyzer per window p50/p95 : {ana['p50']} / {ana['p95']} ms")
-        print(f"  window close → MQTT p50/p95 : {lat['p50']} / {lat['p95']} ms (goal p95 <= 150 ms)")
+        print(
+            f"  window close → MQTT p50/p95, windows of all streams closing together: {lat['p50']} / {lat['p95']} ms"
+        )
+        print(
+            f"  window close → MQTT p50/p95, streams offset by hop/{args.streams}: {slat['p50']} / {slat['p95']} ms"
+        )
+        print("  (goal p95 <= 150 ms)")
         print(f"replay (chain only): {rn} windows in {rwall:.2f} s = {rn / rwall:.0f} windows/s")
         print(f"  chain overhead per window    : {overhead_ms:.2f} ms (goal < 5 ms)")
         print(f"  ratio analyzer p50 / chain overhead: {ana['p50'] / overhead_ms:.1f}x")
