@@ -214,9 +214,14 @@ class LlamaCppLM:
             self._llm.reset()
             self._llm.eval(list(ids))
             n = self._llm.n_tokens
-            if all_positions:
-                return np.array(self._llm.scores[:n], dtype=np.float32)
-            return np.array(self._llm.scores[n - 1], dtype=np.float32)
+            if all_positions or self.logits_all:
+                rows = self._llm.scores[:n] if all_positions else self._llm.scores[n - 1]
+                return np.array(rows, dtype=np.float32)
+            # Without logits_all, llama-cpp-python no longer copies logits into `scores` (sampling moved
+            # into llama.cpp's sampler), so read the last position straight from the context.
+            n_vocab = self._llm.n_vocab()
+            last = np.ctypeslib.as_array(self._llm._ctx.get_logits(), shape=(n_vocab,))
+            return np.array(last, dtype=np.float32)
 
     def generate(
         self,
