@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -220,6 +221,8 @@ def _reuse(old: Manifest | None, cname: str, spec: dict[str, Any], dest: Path) -
     comp = old.components[cname]
     if comp.file != spec["file"] or comp.builder != _builder_id(spec):
         return None
+    if spec.get("sha256") and getattr(comp, "sha256", None) != spec["sha256"]:
+        return None  # a newer pinned artifact (e.g. a retrained adapter) replaces the old copy
     for rel, want in comp.hashes().items():
         p = dest / rel
         if not p.is_file() or _hash(p) != want:
@@ -269,6 +272,32 @@ def _make(
             origin += [_origin(s, pins) for s in fspec["concat"]]
         lic = sorted({pins[s["wheel"]].licence for f in spec["files"].values() for s in f["concat"]})
         return Component(cname, spec["file"], files=files, origin=origin, licence="; ".join(lic), **common)
+    if kind == "package":
+        # an artifact shipped inside affectstream itself (the RLVR-trained LoRA adapter), pinned by hash
+        from importlib.resources import as_file, files
+
+        res = files(spec["package"]).joinpath(spec["path"])
+        out = dest / spec["file"]
+        with as_file(res) as src_path:
+            if not Path(src_path).is_file():
+                raise PrepareError(f"{spec['package']}/{spec['path']} is missing from the installed package")
+            got = sha256_file(Path(src_path))
+            if got != spec["sha256"]:
+                raise PrepareError(
+                    f"{spec['package']}/{spec['path']}: SHA-256 {got[:12]}… does not match the pin "
+                    f"{spec['sha256'][:12]}… (reinstall affectstream)"
+                )
+            tmp = out.with_name(out.name + ".part")
+            shutil.copyfile(src_path, tmp)
+            tmp.replace(out)
+        return Component(
+            cname,
+            spec["file"],
+            sha256=spec["sha256"],
+            origin=[f"affectstream:{spec['package']}/{spec['path']}"],
+            licence=spec.get("licence", "Apache-2.0"),
+            **common,
+        )
     if kind == "build":
         if spec["builder"] not in BUILDERS:
             raise PrepareError(f"unknown builder {spec['builder']}")

@@ -156,7 +156,7 @@ class LlamaCppLM:
             raise ModelFileError(f"llama.cpp cannot load {path.name}: {e}") from e
         self.load_s = time.perf_counter() - t0
         self.path = path
-        self.name = path.stem
+        self.name = path.stem + (f" + {Path(lora_path).stem}" if lora_path is not None else "")
         self.threads = threads
         self.n_ctx = n_ctx
         self.labels = tuple(labels)
