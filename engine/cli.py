@@ -138,32 +138,13 @@ async def _run_async(args: argparse.Namespace, settings: Any) -> int:
         from affectstream.streams.sinks.jsonl import JsonlSink
 
         sinks.append(JsonlSink(settings.jsonl))
-    if settings.mqtt.enabled:
-        url = settings.mqtt.url
-        if url is None:
-            from affectstream.streams.broker import EmbeddedBroker
-
-            broker = EmbeddedBroker(settings.mqtt.embedded_host, settings.mqtt.embedded_port)
-            try:
-                await broker.start()
-            except Exception as e:
-                raise CliError(str(e)) from e
-            url = broker.url
-            print(
-                f"affectstream: embedded MQTT broker on {url} — watch with: "
-                f"mosquitto_sub -h {settings.mqtt.embedded_host} -p {settings.mqtt.embedded_port} "
-                f"-t '{settings.mqtt.prefix}/#' -v",
-                file=sys.stderr,
-            )
-        sinks.append(make_mqtt_sink(settings.mqtt, url))
+    mqtt_sink, broker = await start_mqtt(settings)
+    if mqtt_sink is not None:
+        sinks.append(mqtt_sink)
 
     analyzer = await asyncio.to_thread(build_analyzer, settings)
     slow = None
-    from affectstream.engine.smoother import Smoother, SmootherSettings
-
-    smoother = Smoother(
-        SmootherSettings(tau_s=settings.smoothing.tau, hysteresis=settings.smoothing.hysteresis)
-    )
+    smoother = make_smoother(settings)
 
     quiet = args.quiet or settings.jsonl == "-"
     engine = Engine(
@@ -202,6 +183,36 @@ async def _run_async(args: argparse.Namespace, settings: Any) -> int:
             file=sys.stderr,
         )
     return 1 if failed or undelivered else 0
+
+
+async def start_mqtt(settings: Any) -> tuple[Any, Any]:
+    """The MQTT sink for `settings.mqtt` and, when no broker URL is configured, the embedded broker it
+    talks to (started here; the caller stops it). `(None, None)` when MQTT is disabled."""
+    if not settings.mqtt.enabled:
+        return None, None
+    url, broker = settings.mqtt.url, None
+    if url is None:
+        from affectstream.streams.broker import EmbeddedBroker
+
+        broker = EmbeddedBroker(settings.mqtt.embedded_host, settings.mqtt.embedded_port)
+        try:
+            await broker.start()
+        except Exception as e:
+            raise CliError(str(e)) from e
+        url = broker.url
+        print(
+            f"affectstream: embedded MQTT broker on {url} — watch with: "
+            f"mosquitto_sub -h {settings.mqtt.embedded_host} -p {settings.mqtt.embedded_port} "
+            f"-t '{settings.mqtt.prefix}/#' -v",
+            file=sys.stderr,
+        )
+    return make_mqtt_sink(settings.mqtt, url), broker
+
+
+def make_smoother(settings: Any) -> Any:
+    from affectstream.engine.smoother import Smoother, SmootherSettings
+
+    return Smoother(SmootherSettings(tau_s=settings.smoothing.tau, hysteresis=settings.smoothing.hysteresis))
 
 
 def make_mqtt_sink(m: Any, url: str) -> Any:

@@ -454,8 +454,10 @@ def export_tensorrt(
                         onnx_path, res.engine, calib_set, comp_precision, device_index, component=name
                     )
                     cache.store(key, data, {**extra, "accuracy": res.accuracy})
-        except (BuildError, RuntimeUnavailable, cal.CalibrationError, ValueError) as e:
-            res.notes.append(str(e))
+        except (RuntimeError, TypeError, cal.CalibrationError, ValueError) as e:
+            # BuildError, RuntimeUnavailable and ModelFileError are RuntimeErrors; one component's failure
+            # must not lose the other components' results
+            res.notes.append(f"{type(e).__name__}: {e}")
         res.seconds = time.perf_counter() - t0
         log.info("%s", res.line())
         results.append(res)

@@ -269,6 +269,8 @@ class EngineCache:
                     reasons.append(f"{entry.engine_path.name}: engine file missing")
                 elif file_sha256(entry.engine_path) != entry.engine_sha256:
                     reasons.append(f"{entry.engine_path.name}: engine bytes changed since build")
+                elif _accuracy_failed(entry.extra):
+                    reasons.append(f"{entry.engine_path.name}: failed its accuracy check after the build")
                 else:
                     found.append(entry)
             if found:
@@ -353,6 +355,8 @@ def detect_device(device_index: int = 0) -> DeviceIdentity:
         import tensorrt as trt  # type: ignore[import-not-found]
     except ImportError as e:
         raise RuntimeUnavailable(f"tensorrt: Python package not installed ({e})") from e
+    except OSError as e:  # the package is there but libnvinfer is not loadable
+        raise RuntimeUnavailable(f"tensorrt: libraries failed to load ({e})") from e
     from affectstream.engine.runtimes.cuda_mem import cuda_device_info
 
     name, (major, minor) = cuda_device_info(device_index)
@@ -360,3 +364,9 @@ def detect_device(device_index: int = 0) -> DeviceIdentity:
     if board:
         name = f"{name} ({board})"
     return DeviceIdentity(name=name, compute_capability=f"{major}.{minor}", tensorrt_version=trt.__version__)
+
+
+def _accuracy_failed(extra: Mapping[str, object]) -> bool:
+    """An engine whose post-build comparison against ONNX Runtime failed is never preferred at load."""
+    acc = extra.get("accuracy")
+    return isinstance(acc, Mapping) and acc.get("passed") is False

@@ -176,6 +176,10 @@ def _trt_step(model_path: Path, cache_root: Path, precision: str | None, device_
         return TensorRTRuntime(found.path, device_index=device_index)
     except ModelFileError as e:  # a cached engine that will not deserialize is a cache problem: fall back
         raise RuntimeUnavailable(f"tensorrt: {e}") from e
+    except RuntimeUnavailable:
+        raise
+    except Exception as e:  # CUDA OOM, unsupported I/O dtypes, old TensorRT: fall back, with the reason
+        raise RuntimeUnavailable(f"tensorrt: {type(e).__name__}: {e}") from e
 
 
 def load_runtime(

@@ -116,6 +116,10 @@ class TensorRTRuntime(Runtime):
                     "`affectstream export tensorrt PROFILE`"
                 )
             self.context = self.engine.create_execution_context()
+            if self.context is None:
+                raise RuntimeUnavailable(
+                    f"tensorrt: could not create an execution context for {self.path.name} (GPU memory?)"
+                )
             self.stream = torch.cuda.Stream(self.device)
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         is_in = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
@@ -186,6 +190,7 @@ class TensorRTRuntime(Runtime):
 
     def close(self) -> None:
         # Drop the context before the engine, the engine before the runtime (TensorRT's required order).
-        for attr in ("context", "engine", "_rt"):
-            if hasattr(self, attr):
-                delattr(self, attr)
+        with self._lock:  # a run() in another thread must not lose its context mid-call
+            for attr in ("context", "engine", "_rt", "stream"):
+                if hasattr(self, attr):
+                    delattr(self, attr)

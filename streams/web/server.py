@@ -323,10 +323,10 @@ async def serve(args: argparse.Namespace) -> int:
         _build_slow_path,
         build_analyzer,
         ensure_profile,
-        make_mqtt_sink,
+        make_smoother,
+        start_mqtt,
     )
     from affectstream.engine.engine import Engine
-    from affectstream.engine.smoother import Smoother, SmootherSettings
 
     settings = _settings(args)
     token, generated = resolve_token(args.host, args.token)
@@ -339,27 +339,14 @@ async def serve(args: argparse.Namespace) -> int:
 
     channels = DataChannelSink()
     sinks: list[Any] = [channels]
-    broker = None
     if settings.profile == "lite":
         await asyncio.to_thread(ensure_profile, "lite")
-    if settings.mqtt.enabled:
-        url = settings.mqtt.url
-        if url is None:
-            from affectstream.streams.broker import EmbeddedBroker
-
-            broker = EmbeddedBroker(settings.mqtt.embedded_host, settings.mqtt.embedded_port)
-            try:
-                await broker.start()
-            except Exception as e:
-                raise CliError(str(e)) from e
-            url = broker.url
-            print(f"affectstream: embedded MQTT broker on {url}", file=sys.stderr)
-        sinks.append(make_mqtt_sink(settings.mqtt, url))
+    mqtt_sink, broker = await start_mqtt(settings)
+    if mqtt_sink is not None:
+        sinks.append(mqtt_sink)
 
     analyzer = await asyncio.to_thread(build_analyzer, settings)
-    smoother = Smoother(
-        SmootherSettings(tau_s=settings.smoothing.tau, hysteresis=settings.smoothing.hysteresis)
-    )
+    smoother = make_smoother(settings)
     engine = Engine(settings, analyzer, sinks, smoother=smoother, node_id=settings.mqtt.node_id)
     slow = None
     if settings.reasoning.enabled:
