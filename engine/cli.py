@@ -91,11 +91,25 @@ def ensure_profile(name: str) -> Path:
     from affectstream.engine.paths import profile_dir
 
     d = profile_dir(name)
-    if not (d / "manifest.json").is_file():
+    manifest = d / "manifest.json"
+    if manifest.is_file():
+        # an older affectstream may have prepared it: add components pinned since (e.g. a new adapter)
+        try:
+            from affectstream.export.prepare import _missing_components
+
+            missing = _missing_components(name, list(json.loads(manifest.read_text()).get("components", {})))
+        except Exception:  # unreadable manifest: let prepare repair it
+            missing = ["manifest"]
+        if not missing:
+            return d
+        print(
+            f"affectstream: updating the '{name}' profile in {d} (adding {', '.join(missing)})...",
+            file=sys.stderr,
+        )
+    else:
         print(f"affectstream: preparing the '{name}' profile in {d} (first run)...", file=sys.stderr)
-        prep = _need("affectstream.export.prepare", "export")
-        return Path(prep.prepare_profile(name, from_dir=None, dest=d, progress=sys.stderr.isatty()))
-    return d
+    prep = _need("affectstream.export.prepare", "export")
+    return Path(prep.prepare_profile(name, from_dir=None, dest=d, progress=sys.stderr.isatty()))
 
 
 def _print_window(payload: dict[str, Any]) -> None:
