@@ -18,7 +18,6 @@ Silero runs once per stream over time (`StreamVad`), so shared audio is not re-r
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 import time
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 from affectstream.engine.analyzer import AnalyzerBase
+from affectstream.engine.cache import LruCache
 from affectstream.engine.fusion import TrackEvidence, VoiceEvidence, fuse
 from affectstream.engine.labels import EMOTIONS
 from affectstream.engine.models.expression import ExpressionModel, to_gray
@@ -51,49 +51,6 @@ class FrameFeatures:
     probs: np.ndarray  # (k, 7)
     error: str | None = None  # why the frame was skipped (bad input), if it was
     actions: list[dict[str, float] | None] = field(default_factory=list)  # face-mesh cues per face
-
-
-class LruCache:
-    """A bounded mapping with least-recently-used eviction and hit/miss/eviction counters."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = max(0, int(capacity))
-        self._d: collections.OrderedDict[Any, Any] = collections.OrderedDict()
-        self.hits = self.misses = self.evictions = 0
-
-    def get(self, key: Any) -> Any | None:
-        v = self._d.get(key)
-        if v is None:
-            self.misses += 1
-            return None
-        self._d.move_to_end(key)
-        self.hits += 1
-        return v
-
-    def peek(self, key: Any) -> Any | None:
-        """Look without counting a hit/miss or refreshing recency."""
-        return self._d.get(key)
-
-    def put(self, key: Any, value: Any) -> None:
-        if self.capacity == 0:
-            return
-        self._d[key] = value
-        self._d.move_to_end(key)
-        while len(self._d) > self.capacity:
-            self._d.popitem(last=False)
-            self.evictions += 1
-
-    def __len__(self) -> int:
-        return len(self._d)
-
-    def stats(self) -> dict[str, int]:
-        return {
-            "size": len(self._d),
-            "capacity": self.capacity,
-            "hits": self.hits,
-            "misses": self.misses,
-            "evictions": self.evictions,
-        }
 
 
 def frame_key(stream_id: str, frame: VideoFrame) -> FrameKey:

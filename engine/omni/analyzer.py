@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from affectstream.engine.analyzer import AnalyzerBase
+from affectstream.engine.cache import LruCache
 from affectstream.engine.labels import EMOTIONS, uniform_scores
 from affectstream.engine.llm.parse import parse_generation
 from affectstream.engine.omni.decode import greedy
@@ -31,36 +32,6 @@ from affectstream.engine.runtimes.base import ModelFileError
 from affectstream.engine.types import ReasoningResult, Window, WindowResult
 
 BLACK = ("__black__", -1)
-
-
-class FrameFeatureCache:
-    """Bounded LRU of per-frame SigLIP features keyed by (stream_id, frame index); counts hits/misses."""
-
-    def __init__(self, capacity: int = 256) -> None:
-        self.capacity = capacity
-        self._d: OrderedDict[tuple[str, int], torch.Tensor] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
-        self.evicted = 0
-
-    def get(self, key: tuple[str, int]) -> torch.Tensor | None:
-        v = self._d.get(key)
-        if v is None:
-            self.misses += 1
-            return None
-        self._d.move_to_end(key)
-        self.hits += 1
-        return v
-
-    def put(self, key: tuple[str, int], value: torch.Tensor) -> None:
-        self._d[key] = value
-        self._d.move_to_end(key)
-        while len(self._d) > self.capacity:
-            self._d.popitem(last=False)
-            self.evicted += 1
-
-    def __len__(self) -> int:
-        return len(self._d)
 
 
 def load_bert_tokenizer(folder: Path) -> Any:
@@ -124,7 +95,7 @@ class OmniAnalyzer(AnalyzerBase):
         self.decoder = decoder if decoder is not None else model.llm
         # vision/projector/audio/gate: the torch model itself, or OnnxEncoders (same four calls)
         self.enc: Any = encoders if encoders is not None else model
-        self.cache = FrameFeatureCache(cache_frames)
+        self.cache = LruCache(cache_frames)
         self._gate: dict[str, torch.Tensor] = {}
         self._prompts: dict[tuple[bool, bool], list[int]] = {}
         self._reasoning: OrderedDict[tuple[str, int], ReasoningResult] = OrderedDict()
@@ -413,4 +384,4 @@ class OmniAnalyzer(AnalyzerBase):
         if hasattr(self.decoder, "greedy"):
             self.decoder.close()
         self._reasoning.clear()
-        self.cache = FrameFeatureCache(self.cache.capacity)
+        self.cache = LruCache(self.cache.capacity)
