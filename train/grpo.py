@@ -242,6 +242,17 @@ def trainable_state(model: nn.Module) -> dict[str, Tensor]:
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
+def load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """Restore the trainable weights and optimizer state saved by a trainer; returns the rest."""
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    named = dict(model.named_parameters())
+    with torch.no_grad():
+        for n, t in ck["trainable"].items():
+            named[n].copy_(t)
+    opt.load_state_dict(ck["optimizer"])
+    return ck
+
+
 class GRPOTrainer:
     """Loop: sample G completions per prompt → rewards → advantages → loss → one AdamW step.
 
@@ -384,12 +395,7 @@ class GRPOTrainer:
         p = Path(path) if path else self.out / "checkpoint.pt"
         if not p.exists():
             return False
-        ck = torch.load(p, map_location="cpu", weights_only=False)
-        named = dict(self.policy.model.named_parameters())
-        with torch.no_grad():
-            for n, t in ck["trainable"].items():
-                named[n].copy_(t)
-        self.opt.load_state_dict(ck["optimizer"])
+        ck = load_checkpoint(p, self.policy.model, self.opt)
         self.gen.set_state(ck["gen"])
         self.order_rng.setstate(ck["order_rng"])
         self._order = list(ck["order"])

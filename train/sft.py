@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from affectstream.train.grpo import _progress, trainable_state
+from affectstream.train.grpo import _progress, load_checkpoint, trainable_state
 
 
 @dataclass
@@ -158,12 +158,7 @@ class SFTTrainer:
         p = Path(path) if path else self.out / "checkpoint.pt"
         if not p.exists():
             return False
-        ck = torch.load(p, map_location="cpu", weights_only=False)
-        named = dict(self.model.named_parameters())
-        with torch.no_grad():
-            for n, t in ck["trainable"].items():
-                named[n].copy_(t)
-        self.opt.load_state_dict(ck["optimizer"])
+        ck = load_checkpoint(p, self.model, self.opt)
         self.rng.setstate(ck["rng"])
         self._order = list(ck["order"])
         self.step = int(ck["step"])
