@@ -113,13 +113,13 @@ async def decode(clip: Path) -> list:
 
 async def run_chain(settings, analyzer, sources, port: int, jsonl: Path):
     from affectstream.engine.cli import make_mqtt_sink
-    from affectstream.engine.engine import Engine
+    from affectstream.engine.pipeline import Pipeline
     from affectstream.engine.smoother import Smoother
     from affectstream.streams.sinks.jsonl import JsonlSink
 
     sinks = [make_mqtt_sink(settings.mqtt, f"mqtt://127.0.0.1:{port}"), JsonlSink(jsonl)]
     recorded = []
-    eng = Engine(settings, analyzer, sinks, smoother=Smoother(), node_id="bench", on_result=recorded.append)
+    eng = Pipeline(settings, analyzer, sinks, smoother=Smoother(), node_id="bench", on_result=recorded.append)
     t0 = time.perf_counter()
     await eng.run(sources)
     wall = time.perf_counter() - t0

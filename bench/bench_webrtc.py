@@ -1,6 +1,6 @@
 """How many live WebRTC callers this machine analyzes in real time (lite profile).
 
-The server (WebRtcServer + Engine + LiteAnalyzer, results on data channels; MQTT off so only the call
+The server (WebRtcServer + Pipeline + LiteAnalyzer, results on data channels; MQTT off so only the call
 path is measured) runs in this process; N synthetic callers run in a *separate* process, each sending
 a real face (640x480 VP8, `--fps`) and real speech (48 kHz Opus) over loopback-only ICE — as a browser
 would, except that here the callers' encoders share the same cores, so the figures are a lower bound.
@@ -68,14 +68,14 @@ async def run_callers(url: str, n: int, seconds: float, fps: int) -> dict[str, A
 # --------------------------------------------------------------------------- server side
 async def measure(n: int, seconds: float, fps: int, analyzer: Any) -> dict[str, Any]:
     from affectstream.engine.config import load_settings
-    from affectstream.engine.engine import Engine
+    from affectstream.engine.pipeline import Pipeline
     from affectstream.engine.smoother import Smoother, SmootherSettings
     from affectstream.streams.web.datachannel import DataChannelSink
     from affectstream.streams.web.server import ServerConfig, WebRtcServer
 
     settings = load_settings(None, {"reasoning.enabled": False, "mqtt.enabled": False})
     channels = DataChannelSink()
-    engine = Engine(settings, analyzer, [channels], smoother=Smoother(SmootherSettings()))
+    engine = Pipeline(settings, analyzer, [channels], smoother=Smoother(SmootherSettings()))
     server = WebRtcServer(ServerConfig(port=0, max_peers=max(4, n)), engine, channels)
     await server.start()
     cpu0 = os.times()

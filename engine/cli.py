@@ -125,7 +125,7 @@ def _print_window(payload: dict[str, Any]) -> None:
 
 
 async def _run_async(args: argparse.Namespace, settings: Any) -> int:
-    from affectstream.engine.engine import Engine
+    from affectstream.engine.pipeline import Pipeline
     from affectstream.streams.sources.base import SourceError
     from affectstream.streams.sources.factory import open_source, parse_sources
 
@@ -161,7 +161,7 @@ async def _run_async(args: argparse.Namespace, settings: Any) -> int:
     smoother = make_smoother(settings)
 
     quiet = args.quiet or settings.jsonl == "-"
-    engine = Engine(
+    engine = Pipeline(
         settings,
         analyzer,
         sinks,
@@ -259,7 +259,7 @@ def make_mqtt_sink(m: Any, url: str) -> Any:
 def _build_slow_path(settings: Any, analyzer: Any, engine: Any) -> Any:
     """The reasoning scheduler; reasoning is optional, so a missing runtime is a warning, not a failure."""
     if settings.profile == "r1-omni":
-        return None  # its reasoning comes out of the same generation as the label (Engine publishes it)
+        return None  # its reasoning comes out of the same generation as the label (Pipeline publishes it)
     try:
         from affectstream.engine.llm.scheduler import build_lite_slow_path
     except ImportError as e:

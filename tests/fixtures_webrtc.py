@@ -208,12 +208,12 @@ class RunningServer:
 async def webrtc_server(
     analyzer: Any, sinks: list[Any] | None = None, **config: Any
 ) -> AsyncIterator[RunningServer]:
-    """A WebRtcServer on a free 127.0.0.1 port over a real Engine (smoother on, no reasoning).
+    """A WebRtcServer on a free 127.0.0.1 port over a real Pipeline (smoother on, no reasoning).
 
     Pass the session `lite_analyzer` fixture (tests/fixtures_perception.py) as `analyzer`.
     """
     from affectstream.engine.config import load_settings
-    from affectstream.engine.engine import Engine
+    from affectstream.engine.pipeline import Pipeline
     from affectstream.engine.smoother import Smoother, SmootherSettings
     from affectstream.streams.web.datachannel import DataChannelSink
     from affectstream.streams.web.ice import loopback_only
@@ -221,7 +221,7 @@ async def webrtc_server(
 
     settings = load_settings(None, {"reasoning.enabled": False})
     channels = DataChannelSink()
-    engine = Engine(
+    engine = Pipeline(
         settings,
         analyzer,
         [channels, *(sinks or [])],

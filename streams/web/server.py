@@ -1,6 +1,6 @@
 """`affectstream serve`: the page at `/`, SDP signaling at `POST /offer`, one aiortc peer per caller.
 
-Each caller becomes one stream of the same `Engine` that `affectstream run` uses (same windower,
+Each caller becomes one stream of the same `Pipeline` that `affectstream run` uses (same windower,
 analyzer, smoother, MQTT sink, reasoning slow path); its results also go back to it on a data channel.
 A server has no sources until someone calls, so the engine runs with `until_stopped=True`; a caller's
 stream is removed from the engine's table when the call ends, so ids can be reused.
@@ -108,7 +108,7 @@ def _error(status: int, message: str) -> web.Response:
 
 
 class WebRtcServer:
-    """The aiohttp app plus the set of live peers, bound to one running `Engine`."""
+    """The aiohttp app plus the set of live peers, bound to one running `Pipeline`."""
 
     def __init__(self, config: ServerConfig, engine: Any, channels: DataChannelSink) -> None:
         self.config = config
@@ -326,7 +326,7 @@ async def serve(args: argparse.Namespace) -> int:
         make_smoother,
         start_mqtt,
     )
-    from affectstream.engine.engine import Engine
+    from affectstream.engine.pipeline import Pipeline
 
     settings = _settings(args)
     token, generated = resolve_token(args.host, args.token)
@@ -347,7 +347,7 @@ async def serve(args: argparse.Namespace) -> int:
 
     analyzer = await asyncio.to_thread(build_analyzer, settings)
     smoother = make_smoother(settings)
-    engine = Engine(settings, analyzer, sinks, smoother=smoother, node_id=settings.mqtt.node_id)
+    engine = Pipeline(settings, analyzer, sinks, smoother=smoother, node_id=settings.mqtt.node_id)
     slow = None
     if settings.reasoning.enabled:
         slow = _build_slow_path(settings, analyzer, engine)

@@ -57,8 +57,8 @@ class StreamState:
     latency: LatencySeries = field(default_factory=LatencySeries)
 
 
-class Engine:
-    """Runs a set of sources through one analyzer and a set of sinks until they end or `stop()`."""
+class Pipeline:
+    """The orchestrator (named Pipeline so "engine" means only the package). Runs a set of sources through one analyzer and a set of sinks until they end or `stop()`."""
 
     def __init__(
         self,
