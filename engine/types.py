@@ -112,6 +112,9 @@ class VoiceResult:
     pause_ratio: float | None = None
     arousal: float | None = None  # 0 calm .. 1 agitated, from prosody
     transcript: str | None = None
+    # 7-class probabilities from the trained speech-emotion head (calibrated), or None when the window
+    # had no speech or the profile ships no voice model; keys are `labels.EMOTIONS`
+    scores: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         def r(v: float | None) -> float | None:
@@ -127,6 +130,7 @@ class VoiceResult:
             "pause_ratio": r(self.pause_ratio),
             "arousal": r(self.arousal),
             "transcript": self.transcript,
+            "scores": None if self.scores is None else {k: round(float(v), 4) for k, v in self.scores.items()},
         }
 
 
