@@ -112,7 +112,7 @@ async def decode(clip: Path) -> list:
 
 
 async def run_chain(settings, analyzer, sources, port: int, jsonl: Path):
-    from affectstream.engine.cli import make_mqtt_sink
+    from affectstream.engine.app import make_mqtt_sink
     from affectstream.engine.pipeline import Pipeline
     from affectstream.engine.smoother import Smoother
     from affectstream.streams.sinks.jsonl import JsonlSink
@@ -133,7 +133,7 @@ def main() -> None:
     ap.add_argument("--replay-repeat", type=int, default=20, help="replay streams (more windows → stabler)")
     args = ap.parse_args()
 
-    from affectstream.engine.cli import ensure_profile
+    from affectstream.engine.app import ensure_profile
     from affectstream.engine.config import load_settings
     from affectstream.engine.lite import LiteAnalyzer
 

@@ -14,28 +14,24 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from affectstream.engine import __version__
+from affectstream.engine.errors import UsageError
 
 
-class CliError(Exception):
-    """A user-facing error: printed as one line, exit code 2."""
+# A user-facing error: printed as one line, exit code 2 (kept under this name for the subcommands).
+CliError = UsageError
 
 
 def _need(module: str, extra: str) -> Any:
-    import importlib
+    from affectstream.engine.app import need
 
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise CliError(f"{e.name} is not installed: pip install 'affectstream[{extra}]'") from e
+    return need(module, extra)
 
 
 # --------------------------------------------------------------------------- run
@@ -63,53 +59,8 @@ def _settings_from_args(args: argparse.Namespace) -> Any:
     return load_settings(args.config, overrides)
 
 
-def build_analyzer(settings: Any) -> Any:
-    """The fast-path analyzer for the configured profile, preparing `lite` on first use."""
-    if settings.profile == "r1-omni":
-        if settings.omni.checkpoint is None:
-            raise CliError("--profile r1-omni needs --checkpoint DIR (an R1-Omni/HumanOmni-0.5B folder)")
-        omni = _need("affectstream.engine.omni.analyzer", "omni")
-        return omni.OmniAnalyzer.from_checkpoint(
-            settings.omni.checkpoint,
-            device=settings.omni.device,
-            dtype=settings.omni.dtype,
-            audio_mode=settings.omni.audio_mode,
-            max_new_tokens=settings.omni.max_new_tokens,
-            **{
-                k: getattr(settings.omni, k)
-                for k in ("bert_dir", "vision_dir", "audio_dir", "onnx_dir", "llm_gguf")
-                if getattr(settings.omni, k) is not None
-            },
-        )
-    profile_dir = ensure_profile("lite")
-    from affectstream.engine.lite import LiteAnalyzer
-
-    return LiteAnalyzer.from_profile(profile_dir, settings.lite, runtime=settings.runtime)
-
-
-def ensure_profile(name: str) -> Path:
-    from affectstream.engine.paths import profile_dir
-
-    d = profile_dir(name)
-    manifest = d / "manifest.json"
-    if manifest.is_file():
-        # an older affectstream may have prepared it: add components pinned since (e.g. a new adapter)
-        try:
-            from affectstream.export.prepare import _missing_components
-
-            missing = _missing_components(name, list(json.loads(manifest.read_text()).get("components", {})))
-        except Exception:  # unreadable manifest: let prepare repair it
-            missing = ["manifest"]
-        if not missing:
-            return d
-        print(
-            f"affectstream: updating the '{name}' profile in {d} (adding {', '.join(missing)})...",
-            file=sys.stderr,
-        )
-    else:
-        print(f"affectstream: preparing the '{name}' profile in {d} (first run)...", file=sys.stderr)
-    prep = _need("affectstream.export.prepare", "export")
-    return Path(prep.prepare_profile(name, from_dir=None, dest=d, progress=sys.stderr.isatty()))
+def _print_window_result(result: Any) -> None:
+    _print_window(result.to_payload())
 
 
 def _print_window(payload: dict[str, Any]) -> None:
@@ -124,154 +75,6 @@ def _print_window(payload: dict[str, Any]) -> None:
     )
 
 
-async def _run_async(args: argparse.Namespace, settings: Any) -> int:
-    from affectstream.engine.pipeline import Pipeline
-    from affectstream.streams.sources.base import SourceError
-    from affectstream.streams.sources.factory import open_source, parse_sources
-
-    try:
-        specs = parse_sources(args.sources)
-    except (SourceError, ValueError) as e:
-        raise CliError(str(e)) from e
-    sources = []
-    failed_open = 0
-    for spec in specs:
-        try:
-            sources.append(open_source(spec, realtime=settings.realtime))
-        except Exception as e:  # SourceError or a library error: one clear line, the others go on
-            print(f"affectstream: {spec.stream_id}: {e}", file=sys.stderr)
-            failed_open += 1
-    if not sources:
-        return 1
-
-    sinks: list[Any] = []
-    broker = None
-    if settings.profile == "lite":
-        await asyncio.to_thread(ensure_profile, "lite")
-    if settings.jsonl:
-        from affectstream.streams.sinks.jsonl import JsonlSink
-
-        sinks.append(JsonlSink(settings.jsonl))
-    mqtt_sink, broker = await start_mqtt(settings)
-    if mqtt_sink is not None:
-        sinks.append(mqtt_sink)
-
-    analyzer = await asyncio.to_thread(build_analyzer, settings)
-    slow = None
-    smoother = make_smoother(settings)
-
-    quiet = args.quiet or settings.jsonl == "-"
-    engine = Pipeline(
-        settings,
-        analyzer,
-        sinks,
-        smoother=smoother,
-        node_id=settings.mqtt.node_id,
-        on_result=None if quiet else (lambda r: _print_window(r.to_payload())),
-    )
-    if settings.reasoning.enabled:
-        slow = _build_slow_path(settings, analyzer, engine)
-        engine.slow_path = slow
-
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, engine.stop)
-    try:
-        states = await engine.run(sources)
-    finally:
-        with contextlib.suppress(Exception):
-            analyzer.close()
-        if slow is not None:
-            with contextlib.suppress(Exception):
-                slow.close()
-        if broker is not None:
-            await broker.stop()
-    failed = failed_open + sum(1 for st in states.values() if st.status == "failed")
-    undelivered = sum(int(getattr(sk, "pending", 0) or 0) for sk in sinks)
-    if undelivered:
-        last = next((sk.last_error for sk in sinks if getattr(sk, "last_error", None)), None)
-        print(
-            f"affectstream: {undelivered} MQTT message(s) could not be delivered"
-            + (f" ({last})" if last else ""),
-            file=sys.stderr,
-        )
-    return 1 if failed or undelivered else 0
-
-
-async def start_mqtt(settings: Any) -> tuple[Any, Any]:
-    """The MQTT sink for `settings.mqtt` and, when no broker URL is configured, the embedded broker it
-    talks to (started here; the caller stops it). `(None, None)` when MQTT is disabled."""
-    if not settings.mqtt.enabled:
-        return None, None
-    url, broker = settings.mqtt.url, None
-    if url is None:
-        from affectstream.streams.broker import EmbeddedBroker
-
-        broker = EmbeddedBroker(settings.mqtt.embedded_host, settings.mqtt.embedded_port)
-        try:
-            await broker.start()
-        except Exception as e:
-            raise CliError(str(e)) from e
-        url = broker.url
-        print(
-            f"affectstream: embedded MQTT broker on {url} — watch with: "
-            f"mosquitto_sub -h {settings.mqtt.embedded_host} -p {settings.mqtt.embedded_port} "
-            f"-t '{settings.mqtt.prefix}/#' -v",
-            file=sys.stderr,
-        )
-    return make_mqtt_sink(settings.mqtt, url), broker
-
-
-def make_smoother(settings: Any) -> Any:
-    from affectstream.engine.smoother import Smoother, SmootherSettings
-
-    return Smoother(SmootherSettings(tau_s=settings.smoothing.tau, hysteresis=settings.smoothing.hysteresis))
-
-
-def make_mqtt_sink(m: Any, url: str) -> Any:
-    """An MqttSink from the `mqtt` settings section; the URL's own options win over defaults."""
-    from affectstream.streams.sinks.mqtt import MqttSink
-
-    kw: dict[str, Any] = {
-        "node_id": m.node_id,
-        "prefix": f"{m.prefix}/{m.node_id}",
-        "window_qos": m.window_qos,
-        "queue_max": m.offline_queue,
-    }
-    if m.username:
-        kw["username"] = m.username
-    if m.password:
-        kw["password"] = m.password
-    if m.tls_ca or m.tls_cert:
-        kw.update(
-            tls=True,
-            ca_file=m.tls_ca and str(m.tls_ca),
-            cert_file=m.tls_cert and str(m.tls_cert),
-            key_file=m.tls_key and str(m.tls_key),
-        )
-    try:
-        return MqttSink(url, **kw)
-    except ValueError as e:
-        raise CliError(str(e)) from e
-
-
-def _build_slow_path(settings: Any, analyzer: Any, engine: Any) -> Any:
-    """The reasoning scheduler; reasoning is optional, so a missing runtime is a warning, not a failure."""
-    if settings.profile == "r1-omni":
-        return None  # its reasoning comes out of the same generation as the label (Pipeline publishes it)
-    try:
-        from affectstream.engine.llm.scheduler import build_lite_slow_path
-    except ImportError as e:
-        print(f"affectstream: reasoning disabled ({e}); pip install 'affectstream[llm]'", file=sys.stderr)
-        return None
-    try:
-        return build_lite_slow_path(settings, ensure_profile("lite"), engine.publish_reasoning)
-    except Exception as e:
-        print(f"affectstream: reasoning disabled: {e}", file=sys.stderr)
-        return None
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings_from_args(args)
     if args.print_config:
@@ -279,13 +82,41 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     if not args.sources:
         raise CliError("no SOURCE given (a file, camera:N, rtsp://..., udp://..., http(s)://..., mic)")
-    return asyncio.run(_run_async(args, settings))
+    from affectstream.engine.app import run_sources
+
+    quiet = args.quiet or settings.jsonl == "-"
+    return asyncio.run(run_sources(settings, args.sources, on_result=None if quiet else _print_window_result))
 
 
 # --------------------------------------------------------------------------- serve
+def _serve_settings(args: argparse.Namespace) -> Any:
+    from affectstream.engine.config import load_settings
+
+    overrides: dict[str, Any] = {
+        "profile": args.profile,
+        "mqtt.url": args.mqtt,
+        "omni.checkpoint": str(args.checkpoint) if args.checkpoint else None,
+    }
+    if args.no_mqtt:
+        overrides["mqtt.enabled"] = False
+    if args.no_reasoning:
+        overrides["reasoning.enabled"] = False
+    return load_settings(args.config, overrides)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    web = _need("affectstream.streams.web.server", "webrtc")
-    return int(web.main_from_args(args) or 0)
+    from affectstream.engine.app import ServeOptions, serve
+
+    opts = ServeOptions(
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        max_peers=args.max_peers,
+        ice_servers=list(args.ice_server),
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+    )
+    return asyncio.run(serve(_serve_settings(args), opts))
 
 
 # --------------------------------------------------------------------------- models

@@ -7,33 +7,13 @@ fixes it — at start-up rather than showing up as silently wrong emotions later
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from affectstream.engine.hashing import cached_sha256
 from affectstream.engine.paths import profile_dir
 from affectstream.engine.runtimes.base import ModelFileError
-from affectstream.export.manifest import MANIFEST_NAME, Component, Manifest
-from affectstream.export.wheels import sha256_file
-
-# (path, size, mtime_ns) -> sha256. Hashing ~250 MB takes ~0.5 s; many tests and streams load the same
-# profile in one process, and a file whose size or mtime changed is always hashed again.
-_HASH_CACHE: dict[tuple[str, int, int], str] = {}
-_LOCK = threading.Lock()
-
-
-def _hash(path: Path) -> str:
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    with _LOCK:
-        hit = _HASH_CACHE.get(key)
-    if hit is not None:
-        return hit
-    h = sha256_file(path)
-    with _LOCK:
-        _HASH_CACHE[key] = h
-    return h
-
+from affectstream.engine.manifest import MANIFEST_NAME, Component, Manifest
 
 def fix_command(name: str, root: Path | None = None) -> str:
     """The command that (re)builds this profile; names the folder when it is not the default one."""
@@ -79,7 +59,7 @@ class Profile:
                 path = self.root / rel
                 if not path.is_file():
                     raise ModelFileError(f"model file {path} (component '{cname}') is missing; run: {fix}")
-                if _hash(path) != want:
+                if cached_sha256(path) != want:
                     raise ModelFileError(
                         f"model file {path} (component '{cname}') is damaged: SHA-256 mismatch; run: {fix}"
                     )

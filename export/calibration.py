@@ -26,6 +26,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from affectstream.engine.hashing import sha256_file
 from affectstream.engine.types import SAMPLE_RATE, AudioChunk, VideoFrame, Window
 
 PREPROC_VERSION = 1  # bump when any preprocessing below changes: it is part of the calibration id
@@ -97,11 +98,8 @@ def read_windows(
 
 
 def source_id(source: Path) -> str:
-    h = hashlib.sha256()
-    with open(source, "rb") as f:
-        while b := f.read(1 << 20):
-            h.update(b)
-    return h.hexdigest()
+    """Identity of the calibration media: its content hash, so a renamed file still hits the cache."""
+    return sha256_file(source)
 
 
 # --------------------------------------------------------------------------- preprocessing

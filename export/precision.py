@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from affectstream.engine.runtimes.engine_cache import file_sha256
+from affectstream.engine.hashing import sha256_file
 
 QDQ_VERSION = 1
 INT8_METHODS = ("entropy", "percentile", "minmax")
@@ -81,7 +81,7 @@ def _sidecar(src: Path, calibration_id: str, method: str) -> dict[str, Any]:
 
     return {
         "qdq_version": QDQ_VERSION,
-        "onnx_sha256": file_sha256(src),
+        "onnx_sha256": sha256_file(src),
         "calibration_id": calibration_id,
         "method": method,
         "onnxruntime": ort.__version__,

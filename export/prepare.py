@@ -26,7 +26,7 @@ from typing import Any
 
 from affectstream.engine.paths import profile_dir, profiles_dir, wheels_cache
 from affectstream.engine.runtimes.base import ModelFileError
-from affectstream.export.manifest import MANIFEST_NAME, Component, Manifest
+from affectstream.engine.manifest import MANIFEST_NAME, Component, Manifest
 from affectstream.export.wheels import WheelError, WheelPin, concat_members, ensure_wheel, pins_from_dict
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ def _builder_id(spec: dict[str, Any]) -> str | None:
 
 def _reuse(old: Manifest | None, cname: str, spec: dict[str, Any], dest: Path) -> Component | None:
     """The old manifest entry, if its files are intact and it was made the same way."""
-    from affectstream.engine.profile import _hash
+    from affectstream.engine.hashing import cached_sha256
 
     if old is None or cname not in old.components:
         return None
@@ -225,7 +225,7 @@ def _reuse(old: Manifest | None, cname: str, spec: dict[str, Any], dest: Path) -
         return None  # a newer pinned artifact (e.g. a retrained adapter) replaces the old copy
     for rel, want in comp.hashes().items():
         p = dest / rel
-        if not p.is_file() or _hash(p) != want:
+        if not p.is_file() or cached_sha256(p) != want:
             return None
     return comp
 
@@ -242,7 +242,7 @@ def _make(
     pins: dict[str, WheelPin],
     manifest: Manifest,
 ) -> Component:
-    from affectstream.export.wheels import sha256_file
+    from affectstream.engine.hashing import sha256_file
 
     common = {
         "precision": spec.get("precision", ""),
@@ -348,7 +348,7 @@ def list_profiles() -> list[dict[str, Any]]:
             try:
                 prof = Profile.load(path)
                 entry["components"] = prof.components
-                missing = _missing_components(n, prof.components)
+                missing = missing_components(n, prof.components)
                 entry["ok"] = not missing
                 if missing:
                     entry["error"] = f"missing {', '.join(missing)}; run: affectstream models prepare {n}"
@@ -360,7 +360,8 @@ def list_profiles() -> list[dict[str, Any]]:
     return out
 
 
-def _missing_components(name: str, have: list[str]) -> list[str]:
+def missing_components(name: str, have: list[str]) -> list[str]:
+    """Components pinned for `name` that a prepared profile lacks (it was prepared by an older version)."""
     try:
         want = load_pins(name)["components"]
     except PrepareError:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from affectstream.engine.hashing import sha256_file
 from affectstream.engine.runtimes.base import ModelFileError, RuntimeUnavailable
 from affectstream.engine.runtimes.engine_cache import (
     DeviceIdentity,
@@ -41,7 +42,7 @@ from affectstream.engine.runtimes.engine_cache import (
     ShapeRange,
     default_cache_root,
     detect_device,
-    file_sha256,
+
 )
 
 log = logging.getLogger("affectstream.export.tensorrt")
@@ -488,7 +489,7 @@ def precision_graph(
         res.graph_accuracy = graph_accuracy(onnx_path, q.path, calib_set, "int8", name)
         return q.path
     if precision == "fp16" and not weakly_typed_builder():
-        dst = work / f"{name}-fp16-{file_sha256(onnx_path)[:16]}.onnx"
+        dst = work / f"{name}-fp16-{sha256_file(onnx_path)[:16]}.onnx"
         if not dst.exists():
             prec.to_fp16_onnx(onnx_path, dst)
         if calib_set is not None:
@@ -518,7 +519,7 @@ def list_onnx_components(profile: str | Path) -> tuple[Path, list[tuple[str, Pat
     """(folder, [(component, onnx path)]) of a prepared profile (by name or folder, via its manifest,
     hashes verified) or of a plain folder of ONNX files (e.g. `export/omni_onnx.py` output)."""
     from affectstream.engine.profile import Profile
-    from affectstream.export.manifest import MANIFEST_NAME
+    from affectstream.engine.manifest import MANIFEST_NAME
 
     p = Path(profile)
     if p.is_dir() and not (p / MANIFEST_NAME).exists():

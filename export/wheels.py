@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from affectstream.engine.hashing import sha256_file
+
 _CHUNK = 1 << 20
 
 
@@ -36,14 +38,6 @@ class WheelPin:
     def requirement(self) -> str:
         return f"{self.package}=={self.version}"
 
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file, streamed so a 100 MB GGUF never sits in memory twice."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def pins_from_dict(wheels: dict[str, dict[str, str]]) -> dict[str, WheelPin]:

@@ -25,7 +25,7 @@ def test_stale_profile_gets_new_pinned_components(lite_profile: Path, tmp_path: 
     monkeypatch.setenv("AFFECTSTREAM_HOME", str(home))
     monkeypatch.setenv("AFFECTSTREAM_WHEELS_FROM", str(lite_profile.parent.parent / "wheels"))
 
-    from affectstream.engine.cli import ensure_profile
+    from affectstream.engine.app import ensure_profile
     from affectstream.engine.profile import Profile
 
     got = ensure_profile("lite")

@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from affectstream.engine.hashing import sha256_file
+
 log = logging.getLogger("affectstream.runtime")
 
 SIDECAR_VERSION = 1
@@ -60,14 +62,6 @@ class ShapeRange:
 ShapeProfile = Mapping[str, ShapeRange]
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _profile_to_json(profile: ShapeProfile) -> dict[str, dict[str, list[int]]]:
     return {name: profile[name].as_lists() for name in sorted(profile)}
 
@@ -102,7 +96,7 @@ class EngineKey:
             for name in sorted(profile)
         )
         calib = calibration_id if precision == "int8" else ""
-        return cls(component, file_sha256(Path(onnx_path)), device, precision, shapes, calib)
+        return cls(component, sha256_file(Path(onnx_path)), device, precision, shapes, calib)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -241,7 +235,7 @@ class EngineCache:
         diffs = key.differences(entry.key)
         if diffs:  # same file name but different content: a hand-placed or forged sidecar
             return Lookup(None, [f"{engine.name}: " + "; ".join(diffs)])
-        actual = file_sha256(engine)
+        actual = sha256_file(engine)
         if actual != entry.engine_sha256:
             return Lookup(None, [f"{engine.name}: engine bytes changed since build (hash mismatch)"])
         return Lookup(engine, [])
@@ -254,7 +248,7 @@ class EngineCache:
         Shapes are not known at load time (the builder chose them), so they are not compared; every
         other field must match exactly and the engine bytes must hash to the sidecar's record.
         """
-        onnx_sha = file_sha256(Path(onnx_path))
+        onnx_sha = sha256_file(Path(onnx_path))
         reasons: list[str] = []
         for precision in precisions:
             want = EngineKey(component, onnx_sha, device, precision, ())
@@ -267,7 +261,7 @@ class EngineCache:
                     reasons.append(f"ignored {entry.engine_path.name}: " + "; ".join(diffs))
                 elif not entry.engine_path.exists():
                     reasons.append(f"{entry.engine_path.name}: engine file missing")
-                elif file_sha256(entry.engine_path) != entry.engine_sha256:
+                elif sha256_file(entry.engine_path) != entry.engine_sha256:
                     reasons.append(f"{entry.engine_path.name}: engine bytes changed since build")
                 elif _accuracy_failed(entry.extra):
                     reasons.append(f"{entry.engine_path.name}: failed its accuracy check after the build")

@@ -11,13 +11,11 @@ Signaling is one request: the page gathers ICE candidates first (no trickle), po
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
 import logging
 import re
-import signal
 import ssl
 import sys
 import time
@@ -38,7 +36,6 @@ from affectstream.streams.web.security import (
     MAX_BODY_BYTES,
     PeerSlots,
     bearer_from,
-    resolve_token,
     token_ok,
 )
 from aiohttp import web
@@ -297,114 +294,3 @@ class WebRtcServer:
         if self._engine_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._engine_task, 30)
-
-
-# --------------------------------------------------------------------------- CLI entry point
-def _settings(args: argparse.Namespace) -> Any:
-    from affectstream.engine.config import load_settings
-
-    checkpoint = getattr(args, "checkpoint", None)
-    overrides: dict[str, Any] = {
-        "profile": args.profile,
-        "mqtt.url": args.mqtt,
-        "omni.checkpoint": str(checkpoint) if checkpoint else None,
-    }
-    if args.no_mqtt:
-        overrides["mqtt.enabled"] = False
-    if args.no_reasoning:
-        overrides["reasoning.enabled"] = False
-    return load_settings(args.config, overrides)
-
-
-async def serve(args: argparse.Namespace) -> int:
-    """Build the engine like `affectstream run` does, then serve calls until SIGINT/SIGTERM."""
-    from affectstream.engine.cli import (
-        CliError,
-        _build_slow_path,
-        build_analyzer,
-        ensure_profile,
-        make_smoother,
-        start_mqtt,
-    )
-    from affectstream.engine.pipeline import Pipeline
-
-    settings = _settings(args)
-    token, generated = resolve_token(args.host, args.token)
-    if args.max_peers < 1:
-        raise CliError(f"--max-peers must be >= 1, got {args.max_peers}")
-    try:
-        ice_configuration(args.ice_server)
-    except ValueError as e:
-        raise CliError(str(e)) from e
-
-    channels = DataChannelSink()
-    sinks: list[Any] = [channels]
-    if settings.profile == "lite":
-        await asyncio.to_thread(ensure_profile, "lite")
-    mqtt_sink, broker = await start_mqtt(settings)
-    if mqtt_sink is not None:
-        sinks.append(mqtt_sink)
-
-    analyzer = await asyncio.to_thread(build_analyzer, settings)
-    smoother = make_smoother(settings)
-    engine = Pipeline(settings, analyzer, sinks, smoother=smoother, node_id=settings.mqtt.node_id)
-    slow = None
-    if settings.reasoning.enabled:
-        slow = _build_slow_path(settings, analyzer, engine)
-        engine.slow_path = slow
-
-    tls_cert, tls_key = getattr(args, "tls_cert", None), getattr(args, "tls_key", None)
-    if tls_key is not None and tls_cert is None:
-        raise CliError("--tls-key needs --tls-cert")
-    for f in (tls_cert, tls_key):
-        if f is not None and not Path(f).is_file():
-            raise CliError(f"TLS file not found: {f}")
-    config = ServerConfig(
-        host=args.host,
-        port=args.port,
-        token=token,
-        max_peers=args.max_peers,
-        ice_servers=list(args.ice_server),
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-    )
-    server = WebRtcServer(config, engine, channels)
-    done = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, done.set)
-    try:
-        try:
-            await server.start()
-        except ssl.SSLError as e:
-            raise CliError(f"cannot use the TLS certificate/key: {e}") from e
-        except OSError as e:
-            raise CliError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from e
-        if tls_cert is None and not is_loopback_host(args.host):
-            print(
-                "affectstream: warning: browsers only allow camera/microphone on https or localhost; "
-                "pass --tls-cert/--tls-key for callers on other machines",
-                file=sys.stderr,
-            )
-        if generated:
-            print("affectstream: generated a bearer token (pass --token to choose one)", file=sys.stderr)
-        print(f"affectstream: serving calls at {server.url}", flush=True)
-        t0 = time.monotonic()
-        await done.wait()
-        log.info("shutting down after %.0f s", time.monotonic() - t0)
-    finally:
-        await server.close()
-        with contextlib.suppress(Exception):
-            analyzer.close()
-        if slow is not None:
-            with contextlib.suppress(Exception):
-                slow.close()
-        if broker is not None:
-            await broker.stop()
-    return 0
-
-
-def main_from_args(args: argparse.Namespace) -> int:
-    """Entry point for `affectstream serve` (see engine/cli.py)."""
-    return asyncio.run(serve(args))

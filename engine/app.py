@@ -1,0 +1,375 @@
+"""Application assembly: the one place that wires a configured engine together, for `run` and `serve`.
+
+Both commands need the same parts — a prepared profile, the analyzer, the sinks (JSONL, MQTT with an
+embedded broker when no URL is given), the smoother, the reasoning slow path and the `Pipeline` that
+drives them — and used to build them twice. `build_app` builds them once; `run_sources` and `serve` only
+add what differs (sources from the command line, or a WebRTC server that adds callers as streams).
+
+This module sits above the pipeline and every component and below the CLI: it may import anything
+except `affectstream.engine.cli`, and nothing but the CLI imports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from affectstream.engine.config import MqttSettings, Settings
+from affectstream.engine.errors import UsageError
+from affectstream.engine.pipeline import Pipeline
+from affectstream.engine.types import WindowResult
+
+log = logging.getLogger("affectstream.app")
+
+
+def need(module: str, extra: str) -> ModuleType:
+    """Import an optional part, or fail with one line naming the extra that provides it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise UsageError(f"{e.name} is not installed: pip install 'affectstream[{extra}]'") from e
+
+
+# --------------------------------------------------------------------------- parts
+def ensure_profile(name: str) -> Path:
+    """The prepared profile folder, preparing it on first use and adding components pinned since an older
+    version prepared it (so an old profile never silently runs without, e.g., the trained adapter)."""
+    from affectstream.engine.paths import profile_dir
+
+    d = profile_dir(name)
+    manifest = d / "manifest.json"
+    if manifest.is_file():
+        try:
+            from affectstream.export.prepare import missing_components
+
+            missing = missing_components(name, list(json.loads(manifest.read_text()).get("components", {})))
+        except Exception:  # unreadable manifest: let prepare repair it
+            missing = ["manifest"]
+        if not missing:
+            return d
+        print(
+            f"affectstream: updating the '{name}' profile in {d} (adding {', '.join(missing)})...",
+            file=sys.stderr,
+        )
+    else:
+        print(f"affectstream: preparing the '{name}' profile in {d} (first run)...", file=sys.stderr)
+    prep = need("affectstream.export.prepare", "export")
+    return Path(prep.prepare_profile(name, from_dir=None, dest=d, progress=sys.stderr.isatty()))
+
+
+def build_analyzer(settings: Settings) -> Any:
+    """The fast-path analyzer for the configured profile, preparing `lite` on first use."""
+    if settings.profile == "r1-omni":
+        if settings.omni.checkpoint is None:
+            raise UsageError("--profile r1-omni needs --checkpoint DIR (an R1-Omni/HumanOmni-0.5B folder)")
+        omni = need("affectstream.engine.omni.analyzer", "omni")
+        return omni.OmniAnalyzer.from_checkpoint(
+            settings.omni.checkpoint,
+            device=settings.omni.device,
+            dtype=settings.omni.dtype,
+            audio_mode=settings.omni.audio_mode,
+            max_new_tokens=settings.omni.max_new_tokens,
+            **{
+                k: getattr(settings.omni, k)
+                for k in ("bert_dir", "vision_dir", "audio_dir", "onnx_dir", "llm_gguf")
+                if getattr(settings.omni, k) is not None
+            },
+        )
+    profile_dir = ensure_profile("lite")
+    from affectstream.engine.lite import LiteAnalyzer
+
+    return LiteAnalyzer.from_profile(profile_dir, settings.lite, runtime=settings.runtime)
+
+
+def make_smoother(settings: Settings) -> Any:
+    from affectstream.engine.smoother import Smoother, SmootherSettings
+
+    return Smoother(SmootherSettings(tau_s=settings.smoothing.tau, hysteresis=settings.smoothing.hysteresis))
+
+
+def make_mqtt_sink(m: MqttSettings, url: str) -> Any:
+    """An MqttSink from the `mqtt` settings section; the URL's own options win over defaults."""
+    from affectstream.streams.sinks.mqtt import MqttSink
+
+    kw: dict[str, Any] = {
+        "node_id": m.node_id,
+        "prefix": f"{m.prefix}/{m.node_id}",
+        "window_qos": m.window_qos,
+        "queue_max": m.offline_queue,
+    }
+    if m.username:
+        kw["username"] = m.username
+    if m.password:
+        kw["password"] = m.password
+    if m.tls_ca or m.tls_cert:
+        kw.update(
+            tls=True,
+            ca_file=m.tls_ca and str(m.tls_ca),
+            cert_file=m.tls_cert and str(m.tls_cert),
+            key_file=m.tls_key and str(m.tls_key),
+        )
+    try:
+        return MqttSink(url, **kw)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+
+
+async def start_mqtt(settings: Settings) -> tuple[Any, Any]:
+    """The MQTT sink for `settings.mqtt` and, when no broker URL is configured, the embedded broker it
+    talks to (started here; the caller stops it). `(None, None)` when MQTT is disabled."""
+    if not settings.mqtt.enabled:
+        return None, None
+    url, broker = settings.mqtt.url, None
+    if url is None:
+        from affectstream.streams.broker import EmbeddedBroker
+
+        broker = EmbeddedBroker(settings.mqtt.embedded_host, settings.mqtt.embedded_port)
+        try:
+            await broker.start()
+        except Exception as e:
+            raise UsageError(str(e)) from e
+        url = broker.url
+        print(
+            f"affectstream: embedded MQTT broker on {url} — watch with: "
+            f"mosquitto_sub -h {settings.mqtt.embedded_host} -p {settings.mqtt.embedded_port} "
+            f"-t '{settings.mqtt.prefix}/#' -v",
+            file=sys.stderr,
+        )
+    return make_mqtt_sink(settings.mqtt, url), broker
+
+
+def build_slow_path(settings: Settings, pipeline: Pipeline) -> Any:
+    """The reasoning scheduler; reasoning is optional, so a missing runtime is a warning, not a failure."""
+    if settings.profile == "r1-omni":
+        return None  # its reasoning comes out of the same generation as the label (the Pipeline publishes it)
+    try:
+        from affectstream.engine.llm.scheduler import build_lite_slow_path
+    except ImportError as e:
+        print(f"affectstream: reasoning disabled ({e}); pip install 'affectstream[llm]'", file=sys.stderr)
+        return None
+    try:
+        return build_lite_slow_path(settings, ensure_profile("lite"), pipeline.publish_reasoning)
+    except Exception as e:
+        print(f"affectstream: reasoning disabled: {e}", file=sys.stderr)
+        return None
+
+
+# --------------------------------------------------------------------------- the assembled app
+@dataclass
+class App:
+    """Everything one engine process runs, built by `build_app`; `close()` releases it in reverse."""
+
+    settings: Settings
+    pipeline: Pipeline
+    analyzer: Any
+    sinks: list[Any]
+    broker: Any = None
+    slow: Any = None
+    _closed: bool = field(default=False, repr=False)
+
+    def undelivered(self) -> tuple[int, str | None]:
+        """Messages the sinks could not deliver, and the last error one of them saw."""
+        n = sum(int(getattr(sk, "pending", 0) or 0) for sk in self.sinks)
+        last = next((sk.last_error for sk in self.sinks if getattr(sk, "last_error", None)), None)
+        return n, last
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            self.analyzer.close()
+        if self.slow is not None:
+            with contextlib.suppress(Exception):
+                self.slow.close()
+        if self.broker is not None:
+            await self.broker.stop()
+
+
+async def build_app(
+    settings: Settings,
+    *,
+    extra_sinks: Sequence[Any] = (),
+    on_result: Callable[[WindowResult], None] | None = None,
+) -> App:
+    """Prepare the profile, open the sinks, load the analyzer and reasoning, and wire the Pipeline.
+
+    Sinks open before models load so a bad output path or broker URL fails in a second, not after the
+    models have loaded.
+    """
+    sinks: list[Any] = list(extra_sinks)
+    broker = None
+    try:
+        if settings.jsonl:
+            from affectstream.streams.sinks.jsonl import JsonlSink
+
+            sinks.append(JsonlSink(settings.jsonl))
+        mqtt_sink, broker = await start_mqtt(settings)
+        if mqtt_sink is not None:
+            sinks.append(mqtt_sink)
+        if settings.profile == "lite":
+            await asyncio.to_thread(ensure_profile, "lite")
+        analyzer = await asyncio.to_thread(build_analyzer, settings)
+    except BaseException:
+        if broker is not None:
+            await broker.stop()
+        raise
+    pipeline = Pipeline(
+        settings,
+        analyzer,
+        sinks,
+        smoother=make_smoother(settings),
+        node_id=settings.mqtt.node_id,
+        on_result=on_result,
+    )
+    app = App(settings, pipeline, analyzer, sinks, broker)
+    if settings.reasoning.enabled:
+        app.slow = build_slow_path(settings, pipeline)
+        pipeline.slow_path = app.slow
+    return app
+
+
+def _on_stop_signals(callback: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, callback)
+
+
+# --------------------------------------------------------------------------- run
+async def run_sources(
+    settings: Settings,
+    source_args: Sequence[str],
+    *,
+    on_result: Callable[[WindowResult], None] | None = None,
+) -> int:
+    """`affectstream run`: open every source (a bad one is one line, the others go on), run them all
+    to their end or to SIGINT/SIGTERM. Exit code 1 if any source failed or messages were undelivered."""
+    from affectstream.streams.sources.base import SourceError
+    from affectstream.streams.sources.factory import open_source, parse_sources
+
+    try:
+        specs = parse_sources(list(source_args))
+    except (SourceError, ValueError) as e:
+        raise UsageError(str(e)) from e
+    sources = []
+    failed_open = 0
+    for spec in specs:
+        try:
+            sources.append(open_source(spec, realtime=settings.realtime))
+        except Exception as e:  # SourceError or a library error: one clear line, the others go on
+            print(f"affectstream: {spec.stream_id}: {e}", file=sys.stderr)
+            failed_open += 1
+    if not sources:
+        return 1
+
+    app = await build_app(settings, on_result=on_result)
+    _on_stop_signals(app.pipeline.stop)
+    try:
+        states = await app.pipeline.run(sources)
+    finally:
+        await app.close()
+    failed = failed_open + sum(1 for st in states.values() if st.status == "failed")
+    undelivered, last = app.undelivered()
+    if undelivered:
+        print(
+            f"affectstream: {undelivered} MQTT message(s) could not be delivered"
+            + (f" ({last})" if last else ""),
+            file=sys.stderr,
+        )
+    return 1 if failed or undelivered else 0
+
+
+# --------------------------------------------------------------------------- serve
+@dataclass
+class ServeOptions:
+    """What `affectstream serve` adds to the settings: where to listen and who may call."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str | None = None
+    max_peers: int = 4
+    ice_servers: list[str] = field(default_factory=list)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+
+def _check_serve_options(opts: ServeOptions) -> None:
+    from affectstream.streams.web.ice import ice_configuration
+
+    if opts.max_peers < 1:
+        raise UsageError(f"--max-peers must be >= 1, got {opts.max_peers}")
+    if not 0 <= opts.port <= 65535:
+        raise UsageError(f"--port must be 0-65535, got {opts.port}")
+    try:
+        ice_configuration(opts.ice_servers)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    if opts.tls_key is not None and opts.tls_cert is None:
+        raise UsageError("--tls-key needs --tls-cert")
+    for f in (opts.tls_cert, opts.tls_key):
+        if f is not None and not Path(f).is_file():
+            raise UsageError(f"TLS file not found: {f}")
+
+
+async def serve(settings: Settings, opts: ServeOptions) -> int:
+    """`affectstream serve`: the same app as `run`, with a WebRTC server adding each caller as a stream,
+    until SIGINT/SIGTERM."""
+    import ssl
+
+    need("aiohttp", "webrtc")
+    need("aiortc", "webrtc")
+    from affectstream.streams.web.datachannel import DataChannelSink
+    from affectstream.streams.web.security import is_loopback_host, resolve_token
+    from affectstream.streams.web.server import ServerConfig, WebRtcServer
+
+    _check_serve_options(opts)
+    token, generated = resolve_token(opts.host, opts.token)
+    channels = DataChannelSink()
+    app = await build_app(settings, extra_sinks=[channels])
+    config = ServerConfig(
+        host=opts.host,
+        port=opts.port,
+        token=token,
+        max_peers=opts.max_peers,
+        ice_servers=list(opts.ice_servers),
+        tls_cert=opts.tls_cert,
+        tls_key=opts.tls_key,
+    )
+    server = WebRtcServer(config, app.pipeline, channels)
+    done = asyncio.Event()
+    _on_stop_signals(done.set)
+    try:
+        try:
+            await server.start()
+        except ssl.SSLError as e:
+            raise UsageError(f"cannot use the TLS certificate/key: {e}") from e
+        except OSError as e:
+            raise UsageError(f"cannot listen on {opts.host}:{opts.port}: {e.strerror or e}") from e
+        if opts.tls_cert is None and not is_loopback_host(opts.host):
+            print(
+                "affectstream: warning: browsers only allow camera/microphone on https or localhost; "
+                "pass --tls-cert/--tls-key for callers on other machines",
+                file=sys.stderr,
+            )
+        if generated:
+            print("affectstream: generated a bearer token (pass --token to choose one)", file=sys.stderr)
+        print(f"affectstream: serving calls at {server.url}", flush=True)
+        t0 = time.monotonic()
+        await done.wait()
+        log.info("shutting down after %.0f s", time.monotonic() - t0)
+    finally:
+        await server.close()
+        await app.close()
+    return 0
