@@ -96,6 +96,34 @@ class OmniSettings(BaseModel):
     llm_gguf: Path | None = Field(None, description="Decode with llama.cpp from this GGUF (fed embeddings).")
 
 
+class ExecutorSettings(BaseModel):
+    """Where the fast path runs (engine/executor/): in-process thread, worker processes, or Ray."""
+
+    backend: Literal["auto", "thread", "process", "ray"] = Field(
+        "auto",
+        description="auto: thread for one stream (and files), process when several live streams run; "
+        "thread: one analyzer in this process; process: a pool of warm worker processes; ray: a cluster.",
+    )
+    workers: int | None = Field(
+        None, ge=1, description="Worker processes (process backend); default: the machine's core count."
+    )
+    capacity: int = Field(
+        16, ge=1, description="Windows handed to the executor at once; more wait in their stream's queue."
+    )
+    max_batch: int = Field(8, ge=1, description="Most windows analysed in one call (batches across streams).")
+    latency_target_ms: float = Field(
+        150.0, gt=0, description="Window close -> published target: a batch is cut so its first window meets it."
+    )
+    stagger: bool = Field(
+        True, description="Offset each new live stream's window grid so streams' windows do not close together."
+    )
+    start_method: Literal["spawn", "forkserver"] = Field(
+        "spawn", description="How worker processes start (never fork: ONNX Runtime and threads do not survive it)."
+    )
+    threads_per_worker: int = Field(1, ge=1, description="ONNX Runtime intra-op threads in each worker process.")
+    start_timeout: float = Field(120.0, gt=0, description="Seconds a worker may take to load its models.")
+
+
 class SmoothingSettings(BaseModel):
     tau: float = Field(1.5, gt=0, description="Time constant (s) of the exponential smoothing.")
     hysteresis: float = Field(0.1, ge=0, le=1, description="Margin a new label needs to take over.")
@@ -117,6 +145,7 @@ class Settings(BaseSettings):
     reasoning: ReasoningSettings = Field(default_factory=ReasoningSettings)
     omni: OmniSettings = Field(default_factory=OmniSettings)
     smoothing: SmoothingSettings = Field(default_factory=SmoothingSettings)
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2)
