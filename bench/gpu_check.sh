@@ -13,6 +13,6 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
 export PYTHONPATH="${PYTHONPATH:-}:$(pwd)/bench"
 timeout 450 "$PY" bench/gpu_check_omni.py --device cuda --config full --dtypes fp16,bf16 --batches 1,4,8 --decode 64 "$@"
 
-# TensorRT engines for the exported encoders (issue 8): builds and times them when tensorrt imports,
+# TensorRT plans for the exported encoders: builds and times them when tensorrt imports,
 # otherwise says it is absent.
 bash bench/gpu_check_trt.sh || echo "gpu_check: TensorRT section failed (see above)"

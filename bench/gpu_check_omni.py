@@ -22,7 +22,7 @@ from affectstream.engine.omni.model import OmniModel
 from affectstream.engine.omni.prompt import DEFAULT_INSTRUCTION
 from affectstream.engine.omni.tiny import randomize_
 
-TEXT_TOKENS = 100  # ~ the rendered chat prompt around the placeholders (R1OMNI.md §1.8)
+TEXT_TOKENS = 100  # ~ the rendered chat prompt around the placeholders (docs/r1omni.md §1.8)
 
 
 def random_model(config: str, device: str, dtype: torch.dtype) -> OmniModel:

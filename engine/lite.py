@@ -151,9 +151,9 @@ def _match_ids(tracker: Any, boxes: np.ndarray) -> list[int]:
 class LiteAnalyzer(AnalyzerBase):
     """The `lite` profile's fast path (implements the `Analyzer` protocol).
 
-    `threads` is ONNX Runtime's intra-op thread count per encoder. Default 1: on the shared 2-core
-    machine, 1 non-spinning thread beat 2 threads by ~3× (mini-Xception batch 8: 4.1 vs 12.7 ms), since
-    the engine already runs decode, analysis and the LLM in parallel. Raise it on idle many-core hosts.
+    `threads` is ONNX Runtime's intra-op thread count per encoder. Default 1: on a small shared CPU one
+    non-spinning thread beat two (bench/RESULTS.md, lite perception), since the engine already runs
+    decode, analysis and the LLM in parallel. Raise it on idle many-core hosts.
     """
 
     profile = "lite"
@@ -216,7 +216,7 @@ class LiteAnalyzer(AnalyzerBase):
 
     def warmup(self) -> None:
         """Run every model once on dummy input (no caches or trackers touched): the first real window
-        otherwise pays session initialisation and allocator warm-up (measured ~3× its normal latency)."""
+        otherwise pays session initialisation and allocator warm-up, several times its normal latency."""
         rng = np.random.default_rng(0)
         self._detect([rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)] * 2)
         self.expression.predict(np.zeros((2, 64, 64), np.uint8))
@@ -264,7 +264,7 @@ class LiteAnalyzer(AnalyzerBase):
         from affectstream.engine.models.face_mesh import FaceMesh
 
         if self.runtime_pref == "torch":
-            return None  # the torch reference path measures the encoders the issue names, without cues
+            return None  # the torch reference path runs the encoders only, without the cue models
         try:
             return FaceMesh.from_profile(self.prof, prefer=self.runtime_pref, threads=self.threads)
         except Exception as e:
@@ -371,8 +371,8 @@ class LiteAnalyzer(AnalyzerBase):
     def _mesh_keys(self, windows: list[Window]) -> set[FrameKey]:
         """Frames that get the face mesh: facial actions are slow-changing cues, not scores, so at most one
         frame per window (its newest) — and none when the window already holds a cached frame with cues
-        (the previous window's newest, at hop < length). Keeps the mesh (~20 ms/face on a loaded 2-core
-        CPU) off most frames."""
+        (the previous window's newest, at hop < length). Keeps the mesh, the costliest model per face,
+        off most frames."""
         keys: set[FrameKey] = set()
         if self.mesh is None:
             return keys
@@ -431,8 +431,8 @@ class LiteAnalyzer(AnalyzerBase):
             vads = self.vad.analyze_batch(clean)
         t1 = time.perf_counter()
         for i, a, v in zip(idx, clean, vads, strict=True):
-            # prosody is recomputed per window: caching its pitch frames per stream saved only ~7 %
-            # (measured), the fixed per-window parts (energy, decimation, summary) dominate
+            # prosody is recomputed per window: caching its pitch frames per stream saved little, because
+            # the fixed per-window parts (energy, decimation, summary) dominate
             p = analyze_prosody(a, v.segments)
             transcript = None
             if self.transcriber is not None:

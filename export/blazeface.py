@@ -348,7 +348,7 @@ def _optimize_pads(onnx_path: Path) -> None:
         if channel_only and channels.get(pad.input[0]):
             # BlazeFace's residual "channel padding" (x zero-extended to the wider branch before ADD) as a
             # 1×1 identity conv: exact, and ORT keeps its blocked conv layout instead of reordering the
-            # tensor for a Pad (short-range model 8–20 % faster measured here).
+            # tensor for a Pad (faster; bench/RESULTS.md, face).
             cin = channels[pad.input[0]]
             w = np.zeros((cin + int(pads[5]), cin, 1, 1), np.float32)
             w[np.arange(cin), np.arange(cin), 0, 0] = 1.0

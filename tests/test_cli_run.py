@@ -1,6 +1,6 @@
 """`affectstream run` end to end: the real CLI process, the real lite models, a real mosquitto.
 
-These are the issue's "done when" checks: window results printed for the sample clip, `available` =
+What the README promises for `run`: window results printed for the sample clip, `available` =
 `online` retained, retained `state`, `window` messages that validate against the shipped schemas,
 clear one-line errors for bad sources while the other streams go on, and a clean SIGTERM.
 """

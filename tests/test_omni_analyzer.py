@@ -99,6 +99,6 @@ def test_preprocess_reference_rules() -> None:
     assert np.allclose(squash[0, 0, 0, 112], 1.0)  # red channel fills the frame when squashed
     assert np.allclose(pad[1:], -1.0)  # short clip: black frames appended
     mel = whisper_features(np.zeros(16000, np.float32), "faithful")
-    assert mel.shape == (128, 3000) and np.allclose(mel, -1.5)  # silence → −1.5 as in R1OMNI.md §3.3
+    assert mel.shape == (128, 3000) and np.allclose(mel, -1.5)  # silence → −1.5 (docs/r1omni.md §3.3)
     assert whisper_features(np.zeros(16100, np.float32), "fast").shape == (128, 102)
     assert whisper_features(np.zeros(50, np.float32), "fast").shape == (128, 6)  # ≥ 1 audio token

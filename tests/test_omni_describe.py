@@ -1,4 +1,4 @@
-"""Full-size r1-omni on the meta device: key/shape table = R1OMNI.md §2.3, counts = §7.5."""
+"""Full-size r1-omni on the meta device: key/shape table = docs/r1omni.md §2.3, counts = §6.1."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from affectstream.engine.omni.config import full_size
 from affectstream.engine.omni.describe import EXPECTED_TOTAL, component_counts, describe_text, total_stored
 from affectstream.engine.omni.loading import checkpoint_table
 
-# Every shape R1OMNI.md §2.3 states, written out from the document (not computed).
+# Every shape docs/r1omni.md §2.3 states, written out from the document (not computed).
 P = "model.mm_projector."
 DOC_SHAPES: dict[str, tuple[int, ...]] = {
     "model.embed_tokens.weight": (151936, 896),

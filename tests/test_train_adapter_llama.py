@@ -61,7 +61,7 @@ def test_adapter_parity_with_llama_cpp(llm_gguf, hf_model, tmp_path, monkeypatch
     )
     d_bad = float(np.abs(with_bad - ref).max())
     d_base = float(np.abs(base - ref).max())
-    assert d_good < 1.5, d_good  # the Q4_1 parity floor is ~0.8 (MODELS.md)
+    assert d_good < 1.5, d_good  # the Q4_1 parity floor is ~0.8 (docs/models.md §6)
     top = set(np.argsort(ref)[-5:].tolist())
     assert int(with_good.argmax()) in top  # llama.cpp's top token is among transformers' top 5
     assert d_base > 2 * d_good, (d_base, d_good)  # the adapter really changes the output

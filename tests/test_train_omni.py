@@ -1,7 +1,7 @@
 """The GRPO trainer on the r1-omni model class (tiny random weights, real token geometry).
 
 One step runs with spliced video+audio embeddings, the loss is finite, and only the trainable parts
-(LLM, projectors, gate, BERT) change while the SigLIP/Whisper towers stay frozen (R1OMNI.md §4.8).
+(LLM, projectors, gate, BERT) change while the SigLIP/Whisper towers stay frozen (docs/r1omni.md §4.8).
 """
 
 from __future__ import annotations

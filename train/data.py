@@ -1,4 +1,4 @@
-"""Dataset loaders: R1-Omni JSON and DFEW/MAFW/RAVDESS-style label lists (R1OMNI.md §4.3, §5.1).
+"""Dataset loaders: R1-Omni JSON and DFEW/MAFW/RAVDESS-style label lists (docs/r1omni.md §4.3, §5.1).
 
 Why both: R1-Omni's GRPO data is a JSON list of `{"video", "conversations"}` whose only supervision
 is the label in the gpt turn's `<answer>`; public emotion sets ship as (path, label) lists. Both load
@@ -25,7 +25,7 @@ LABEL_SETS: dict[str, tuple[str, ...]] = {
 }
 # RAVDESS's own words mapped to the R1-Omni label space (eval_ravedess.py does the same).
 RAVDESS_MAP = {"fearful": "fear", "surprised": "surprise"}
-# R1-Omni's GRPO question and format instruction (R1OMNI.md §4.3).
+# R1-Omni's GRPO question and format instruction (docs/r1omni.md §4.3).
 R1OMNI_QUESTION = (
     "As an emotional recognition expert; throughout the video, which emotion conveyed by the "
     "characters is the most obvious to you?"

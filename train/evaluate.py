@@ -1,4 +1,4 @@
-"""Evaluation: WAR, UAR, per-class recall, confusion matrix, format rate (R1OMNI.md §5.3).
+"""Evaluation: WAR, UAR, per-class recall, confusion matrix, format rate (docs/r1omni.md §5.3).
 
 WAR (weighted average recall) = Σ_c (n_c/N)·recall_c = accuracy; UAR = unweighted mean recall over
 the classes present in y_true — R1-Omni's definitions (sklearn `recall_score(average=None,

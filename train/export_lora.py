@@ -1,6 +1,6 @@
 """PEFT LoRA → GGUF adapter that llama.cpp loads next to the base GGUF (`Llama(lora_path=...)`).
 
-Format (MODELS.md, matches llama.cpp's own convert_lora_to_gguf.py): metadata
+Format (docs/models.md §6, matches llama.cpp's own convert_lora_to_gguf.py): metadata
 `general.architecture`=llama, `general.type`=adapter, `adapter.type`=lora, `adapter.lora.alpha`;
 tensors `blk.{L}.{attn_q,attn_k,attn_v,attn_output,ffn_gate,ffn_up,ffn_down}.weight.lora_a` = PEFT
 `lora_A.weight` (r×in) and `.lora_b` = `lora_B.weight` (out×r).

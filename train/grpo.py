@@ -1,4 +1,4 @@
-"""GRPO (R1OMNI.md §4.5–4.6) as a compact trainer for causal LMs and spliced-embedding models.
+"""GRPO (docs/r1omni.md §4.5–4.6) as a compact trainer for causal LMs and spliced-embedding models.
 
 Why our own trainer instead of TRL's `GRPOTrainer`: the omni model's prompts are spliced
 embeddings, not token ids, and on a 2-core CPU every token counts. This trainer
@@ -70,7 +70,7 @@ def grpo_loss(
 
 
 def completion_mask(completions: Tensor, eos_ids: Sequence[int]) -> Tensor:
-    """1 up to and including the first EOS, 0 after; all ones when no EOS (R1OMNI.md §4.5)."""
+    """1 up to and including the first EOS, 0 after; all ones when no EOS (docs/r1omni.md §4.5)."""
     is_eos = torch.zeros_like(completions, dtype=torch.bool)
     for e in eos_ids:
         is_eos |= completions == e
@@ -204,7 +204,7 @@ class Policy:
 
 @dataclass
 class GRPOConfig:
-    """Defaults are R1-Omni's (R1OMNI.md §4.7); CPU configs override lr, G and lengths."""
+    """Defaults are R1-Omni's (docs/r1omni.md §4.7); CPU configs override lr, G and lengths."""
 
     num_generations: int = 8
     beta: float = 0.04

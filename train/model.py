@@ -1,7 +1,7 @@
 """Load the `lite` reasoner for training: SmolLM2 from the SAME GGUF the engine runs, plus LoRA.
 
-Why from the GGUF: transformers dequantizes the Q4_1 weights exactly (MODELS.md), so what we train
-on is what llama.cpp serves, and the adapter's llama.cpp parity stays at the quantization floor.
+Why from the GGUF: transformers dequantizes the Q4_1 weights exactly (docs/models.md §6), so what we
+train on is what llama.cpp serves, and the adapter's llama.cpp parity stays at the quantization floor.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from affectstream.engine.labels import EMOTIONS
-from affectstream.engine.llm.prompt import SYSTEM, Evidence, chat_messages
+from affectstream.engine.llm.prompt import DEFAULT_LAYOUT, SYSTEM, Evidence, chat_messages
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -81,10 +81,12 @@ def add_lora(model: Any, lora: LoraSettings) -> Any:
     return get_peft_model(model, cfg)
 
 
-def prompt_text(tokenizer: Any, evidence: Evidence, labels: Sequence[str] = EMOTIONS) -> str:
+def prompt_text(
+    tokenizer: Any, evidence: Evidence, labels: Sequence[str] = EMOTIONS, layout: str = DEFAULT_LAYOUT
+) -> str:
     """The templated prompt exactly as the engine builds it (system + user, assistant turn opened)."""
     return tokenizer.apply_chat_template(
-        chat_messages(evidence, labels, system=SYSTEM), tokenize=False, add_generation_prompt=True
+        chat_messages(evidence, labels, system=SYSTEM, layout=layout), tokenize=False, add_generation_prompt=True
     )
 
 

@@ -1,7 +1,7 @@
 """GRPO on the r1-omni model class (engine/omni): R1-Omni's trainable set and spliced-embedding prompts.
 
 Why a separate module: the omni prompt is not token ids but video/audio features spliced into the
-text embeddings (R1OMNI.md §1.7), and in R1-Omni's GRPO the projectors, the BERT gate and BERT itself
+text embeddings (docs/r1omni.md §1.7), and in R1-Omni's GRPO the projectors, the BERT gate and BERT itself
 train along with the LLM while the SigLIP and Whisper towers stay frozen (§4.8). The prompt is
 therefore rebuilt inside every pass (a callable), so the loss reaches the projectors and the gate.
 Defaults are R1-Omni's: G = 8, β = 0.04, lr 1e-6, temperature 1, top-k 50, max completion 512.
@@ -22,7 +22,7 @@ FROZEN = ("vision_tower", "audio_tower")  # R1-Omni: requires_grad_(False) in ea
 
 
 def omni_grpo_config(**overrides: Any) -> GRPOConfig:
-    """R1-Omni's GRPO hyperparameters (R1OMNI.md §4.7), overridable."""
+    """R1-Omni's GRPO hyperparameters (docs/r1omni.md §4.7), overridable."""
     base = dict(
         num_generations=8, beta=0.04, learning_rate=1e-6, temperature=1.0, top_k=50, max_completion_length=512
     )

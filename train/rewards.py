@@ -47,7 +47,7 @@ def accuracy_reward(
     synonyms: Mapping[str, str] | None = None,
     strip_punct: bool = False,
 ) -> float:
-    """1.0 when the completion's answer equals the solution's answer, else 0.0 (R1OMNI.md §4.4).
+    """1.0 when the completion's answer equals the solution's answer, else 0.0 (docs/r1omni.md §4.4).
 
     Both sides go through `extract_answer`, so `solution` may be "<answer> fear </answer>" (the
     R1-Omni dataset form) or just "fear". R1-Omni first tries math_verify, which never fires for

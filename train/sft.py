@@ -1,4 +1,4 @@
-"""Cold-start SFT: teach the format and how to read the cue block before RL (R1OMNI.md §4.2).
+"""Cold-start SFT: teach the format and how to read the cue block before RL (docs/r1omni.md §4.2).
 
 Plain next-token cross-entropy on the assistant tokens only (prompt tokens are ignored), AdamW,
 linear warmup/decay, LoRA. Batches are left-padded so every completion ends at the last position:

@@ -1,6 +1,6 @@
 """A GBNF grammar that lets the decoder write only `<think>…</think><answer>LABEL</answer>`.
 
-Why: the untrained 135M model follows the tag format almost never (MODELS.md: 0/9 zero-shot), and
+Why: the untrained 135M model almost never follows the tag format (docs/models.md §6), and
 even a trained one drifts. Constraining decoding makes every generation parseable and the answer a
 member of the label set by construction. The think part excludes `<` (so no nested or early tags)
 and is bounded in characters, which together with `token_budget()` guarantees the closing tags fit

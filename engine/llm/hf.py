@@ -2,7 +2,7 @@
 
 Why keep a slow second runtime: RLVR training needs autograd and PEFT, which llama.cpp does not
 have, and parity tests need an independent implementation to compare llama.cpp's quantized kernels
-against. transformers' GGUF loader gives exactly the dequantized Q4_1 weights (MODELS.md), so the
+against. transformers' GGUF loader gives exactly the dequantized Q4_1 weights (docs/models.md §6), so the
 two differ only by llama.cpp's quantized matmuls (activations quantized to Q8) — the parity floor.
 """
 

@@ -1,8 +1,8 @@
 """llama.cpp runtime for the reasoning LLM (GGUF), through llama-cpp-python.
 
-Why llama.cpp: on 2 CPU cores it decodes SmolLM2-135M Q4_1 at 75–100 tok/s against 16 tok/s for
-transformers fp32 (MODELS.md), it runs the same GGUF on CUDA/Jetson builds, and it enforces a GBNF
-grammar during sampling. Greedy by default so a window's reasoning is reproducible.
+Why llama.cpp: on CPU it decodes the Q4_1 GGUF several times faster than transformers fp32 on the same
+file (bench/RESULTS.md, reasoning LLM), it runs the same GGUF on CUDA/Jetson builds, and it enforces a
+GBNF grammar during sampling. Greedy by default so a window's reasoning is reproducible.
 
 Bounded latency with a guaranteed format: generation stops at `max_tokens`; if that cut it inside
 `<think>`, we close the think ourselves and let the grammar pick only the label (a few tokens), so a
@@ -29,8 +29,8 @@ log = logging.getLogger("affectstream.llm")
 
 
 # llama.cpp's CPU backend uses OpenMP, whose default is to busy-wait between ops. With the fast path's
-# ONNX threads on the same cores that spinning is catastrophic: measured here with 2 threads on
-# 2 oversubscribed cores, 0.5 tok/s spinning vs 16.9 tok/s passive. libgomp reads this once, when it
+# ONNX threads on the same cores that spinning is catastrophic (bench/RESULTS.md, reasoning LLM:
+# "OpenMP busy-waiting"; docs/platform.md §6). libgomp reads this once, when it
 # is first loaded (torch ships a libgomp.so.1 that llama.cpp then shares), so it is set at import of
 # this module and checked again when a model loads; an explicit setting wins.
 def _libgomp_loaded() -> bool:

@@ -1,6 +1,6 @@
 """Read a generation's `<think>` and `<answer>` and decide whether the answer is a usable label.
 
-R1-Omni's rules (R1OMNI.md §4.4): the answer is the *first* `<answer>(.*?)</answer>` match, stripped;
+R1-Omni's rules (docs/r1omni.md §3.7): the answer is the *first* `<answer>(.*?)</answer>` match, stripped;
 the format is right when the whole completion is `<think>.*?</think>\\s*<answer>.*?</answer>`.
 We keep both rules (`well_formed` is R1-Omni's format reward verbatim) but are more forgiving when
 mapping the answer to a label — case, surrounding whitespace/punctuation, unicode look-alikes and

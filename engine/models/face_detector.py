@@ -127,8 +127,8 @@ def letterbox_into(image: np.ndarray, out: np.ndarray) -> _Letterbox:
     scale = size / max(h, w)
     nw, nh = max(1, min(size, round(w * scale))), max(1, min(size, round(h * scale)))
     if scale < 0.5:
-        # Area averaging straight from 1080p costs ~7 ms a frame here; bilinear to twice the target, then
-        # a 2× area step, costs ~0.4 ms and differs by ~1 grey level on average (anti-aliasing kept).
+        # Area averaging straight from 1080p is slow; bilinear to twice the target, then a 2× area step, is
+        # an order of magnitude cheaper and keeps the anti-aliasing (bench/RESULTS.md, face: large frames).
         mid = cv2.resize(image, (2 * nw, 2 * nh), interpolation=cv2.INTER_LINEAR)
         resized = cv2.resize(mid, (nw, nh), interpolation=cv2.INTER_AREA)
     else:

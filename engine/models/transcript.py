@@ -1,6 +1,6 @@
 """Optional transcript with Whisper-base (CTranslate2, via faster-whisper), kept off the fast path.
 
-Whisper costs ~0.1 s per second of speech on 2 cores — too much to put in front of every window. So
+Whisper costs a sizeable fraction of real time on a small CPU — too much to put in front of every window. So
 `Transcriber` runs in one background thread fed by a bounded queue (drop-oldest, counted), at most one
 request per stream every `min_interval_s`; the analyzer attaches the latest finished transcript of a
 stream to the next window it publishes. `transcribe()` is the synchronous call used by that thread

@@ -8,9 +8,9 @@ choice: ~60 chunks for a 2 s window).
 Two model files from the same wheel work here:
 - `silero_vad.onnx` (streaming: one call per 32 ms chunk; several windows run TOGETHER along the batch
   axis, so N streams cost the same number of calls as one);
-- `silero_vad_16k_sequence.onnx` (all chunks of a clip in ONE call, bit-exact with the streaming model —
-  measured 0.0 max difference on beckett.wav and 3.6× faster for a 2 s window: the per-chunk Python
-  loop and call overhead dominate the streaming model's cost).
+- `silero_vad_16k_sequence.onnx` (all chunks of a clip in ONE call, bit-exact with the streaming model
+  (tests/test_voice.py) and faster for a window, because the per-chunk Python loop and call overhead
+  dominate the streaming model's cost; figures in bench/RESULTS.md, lite perception).
 
 Input is sanitised first (NaN/inf → 0, clip to [-1, 1]) so damaged audio yields "no speech", not a crash.
 """

@@ -1,4 +1,4 @@
-"""Whisper-large-v3 encoder + avg-pool 3 + audio projector (R1OMNI.md §1.6).
+"""Whisper-large-v3 encoder + avg-pool 3 + audio projector (docs/r1omni.md §1.6).
 
 Two modes, same weights:
 - faithful: the reference input, log-mel of the audio padded to 30 s (128 x 3000) → 1500 positions →

@@ -2,7 +2,7 @@
 
 Why a dataclass and not the HF config objects: the published `config.json` only describes the Qwen2 LLM
 and a few `mm_*` switches; the SigLIP, Whisper and BERT sizes come from separate folders in the original
-code (hard-coded paths). Here the full-size defaults from R1OMNI.md §1 are built in, a checkpoint's
+code (hard-coded paths). Here the full-size defaults of docs/r1omni.md §1 are built in, a checkpoint's
 `config.json` overrides what it carries, and the optional `affectstream_towers` key (written by our tiny
 test checkpoints, absent from the real ones) overrides the tower sizes. `from_tower_folder` lets a user
 point at external SigLIP/Whisper/BERT folders whose own config.json then wins.
@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-# Placeholder ids and marker strings of the reference code (R1OMNI.md §1.7).
+# Placeholder ids and marker strings of the reference code (docs/r1omni.md §1.7).
 VIDEO_TOKEN_INDEX = -201
 AUDIO_TOKEN_INDEX = -202
 MODAL_INDEX = {"<video>": VIDEO_TOKEN_INDEX, "<audio>": AUDIO_TOKEN_INDEX}
@@ -24,7 +24,7 @@ X_START_END = {"<video>": ("<vi_start>", "<vi_end>"), "<audio>": ("<au_start>", 
 
 @dataclass
 class VisionTowerConfig:
-    """google/siglip-base-patch16-224 (R1OMNI.md §1.3)."""
+    """google/siglip-base-patch16-224 (docs/r1omni.md §1.3)."""
 
     hidden_size: int = 768
     intermediate_size: int = 3072
@@ -42,7 +42,7 @@ class VisionTowerConfig:
 
 @dataclass
 class AudioTowerConfig:
-    """openai/whisper-large-v3 encoder (R1OMNI.md §1.6)."""
+    """openai/whisper-large-v3 encoder (docs/r1omni.md §1.6)."""
 
     d_model: int = 1280
     encoder_layers: int = 32
@@ -57,7 +57,7 @@ class AudioTowerConfig:
 
 @dataclass
 class BertConfigLite:
-    """bert-base-uncased (R1OMNI.md §1.5)."""
+    """bert-base-uncased (docs/r1omni.md §1.5)."""
 
     hidden_size: int = 768
     num_hidden_layers: int = 12
@@ -70,7 +70,7 @@ class BertConfigLite:
 
 @dataclass
 class OmniConfig:
-    """The whole model. Defaults = the published 0.5B checkpoints (R1OMNI.md §1, §2.2)."""
+    """The whole model. Defaults = the published 0.5B checkpoints (docs/r1omni.md §1, §2.2)."""
 
     # Qwen2 LLM (§1.2)
     hidden_size: int = 896

@@ -1,7 +1,7 @@
 """`affectstream models describe r1-omni`: the full-size model's parameter counts, built on `meta`.
 
 Nothing is allocated: the modules are instantiated on the meta device, so this runs in about a second
-anywhere. Counts are grouped as in R1OMNI.md §7.5 and include the checkpoint's known-unused tensors
+anywhere. Counts are grouped as in docs/r1omni.md §6.1 and include the checkpoint's known-unused tensors
 (SigLIP's last layer, post-norm and MAP head; Whisper's classification projector and classifier), so
 the stored total is the number of values in a published model.safetensors: 1,373,177,925.
 """

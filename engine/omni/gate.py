@@ -1,4 +1,4 @@
-"""BERT instruction gate (R1OMNI.md §1.5): instruction text → softmax weights for (video, body, face).
+"""BERT instruction gate (docs/r1omni.md §1.5): instruction text → softmax weights for (video, body, face).
 
 BERT reads the instruction, its [CLS] hidden state (position 0 of last_hidden_state, not the pooler)
 goes through Linear(768, 3584) → GELU → Linear(3584, 3) and a softmax. The instruction is constant for

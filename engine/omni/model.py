@@ -1,6 +1,6 @@
 """HumanOmniQwen2ForCausalLM-compatible model: Qwen2 LLM + towers + projectors + embedding splicing.
 
-State-dict layout equals the published checkpoints (R1OMNI.md §2.3): the Qwen2 decoder is `model.*`,
+State-dict layout equals the published checkpoints (docs/r1omni.md §2.3): the Qwen2 decoder is `model.*`,
 the multimodal parts are submodules of `model` (`model.mm_projector`, `model.bert_model`,
 `model.bert_gate`, `model.vision_tower.vision_tower.vision_model`, `model.audio_tower.audio_tower`,
 `model.audio_projector`) and `lm_head` is tied to `model.embed_tokens`.

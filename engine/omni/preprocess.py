@@ -1,4 +1,4 @@
-"""Media → model inputs, as the reference does it (R1OMNI.md §3.1–3.3).
+"""Media → model inputs, as the reference does it (docs/r1omni.md §3.1–3.3).
 
 - frames: 8 at segment midpoints, i = round(seg·(i+0.5)+1e-6) with seg = (n−1)/8; short clips are
   padded with black frames;

@@ -1,4 +1,4 @@
-"""The `all_in_one_small` visual projector (R1OMNI.md §1.4), with the checkpoint's exact parameter names.
+"""The `all_in_one_small` visual projector (docs/r1omni.md §1.4), with the checkpoint's parameter names.
 
 Three branches read the same SigLIP features: "video" and "body" (RegStage → Conv3d temporal sampler →
 RegStage → readout MLP) and "face" (per-patch MLP → 2x2 bilinear pooling). The BERT gate mixes them.

@@ -1,4 +1,4 @@
-"""The text side: chat rendering, placeholder tokenisation and answer reading (R1OMNI.md §1.7, §3.4).
+"""The text side: chat rendering, placeholder tokenisation and answer reading (docs/r1omni.md §1.7, §3.4).
 
 The prompt is rendered here rather than by the tokenizer's jinja template so that the real checkpoint
 (Qwen2-VL template) and our tiny test tokenizer produce the same string; with the default system prompt
@@ -15,7 +15,7 @@ from typing import Any
 from affectstream.engine.omni.config import MODAL_INDEX, X_START_END
 
 SYSTEM_PROMPT = "You are a helpful assistant."
-# The README demo instruction, two spaces before "Output" included (R1OMNI.md §3.4).
+# The README demo instruction, two spaces before "Output" included (docs/r1omni.md §3.4).
 DEFAULT_INSTRUCTION = (
     "As an emotional recognition expert; throughout the video, which emotion conveyed by the characters is the "
     "most obvious to you?  Output the thinking process in <think> </think> and final emotion in <answer> </answer> tags."

@@ -1,7 +1,7 @@
 """SigLIP-base vision tower: frames (N, 3, 224, 224) → patch features (N, 196, 768) from layer −2.
 
 The reference runs the whole SigLIP model (12 layers, post-norm, MAP head) and keeps only
-`hidden_states[-2]`, the output of encoder layer 11 without the post-layernorm (R1OMNI.md §1.3). We
+`hidden_states[-2]`, the output of encoder layer 11 without the post-layernorm (docs/r1omni.md §1.3). We
 build only the layers that feed that output, so the last layer, post_layernorm and head are
 "known-unused" checkpoint keys (loading.py accounts for them) and never cost compute.
 Key layout: `vision_tower.vision_model.{embeddings,encoder.layers.N}` under `model.vision_tower`.

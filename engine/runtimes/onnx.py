@@ -6,8 +6,7 @@ and records each requested-but-missing provider in `fallback_reasons`. Thread co
 (default 1 intra-op thread) because several encoders and streams share a few cores: letting every
 session spawn one thread per core oversubscribes the CPU and makes latency worse, not better. Thread
 spinning is off by default for the same reason: a spinning ORT worker burns the core another stream's
-decoder or the LLM needs (measured here on a loaded 2-core machine: mini-Xception at batch 8 took
-32.7 ms with 2 spinning threads, 12.7 ms with 2 non-spinning, 4.1 ms with 1).
+decoder or the LLM needs (bench/RESULTS.md, lite perception: thread pinning).
 """
 
 from __future__ import annotations
