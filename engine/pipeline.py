@@ -1,8 +1,14 @@
 """The orchestrator: sources → windower → analyzer (fast path) → smoother → sinks, plus the slow path.
 
-One asyncio loop runs everything that waits (sources, MQTT, timers); everything that computes (the
-analyzer, the LLM) runs in worker threads so a slow model never stalls I/O. Each stream is isolated: a
-source that fails is reported in one line and the others keep running.
+One asyncio loop runs everything that waits (sources, MQTT, timers); everything that computes runs
+elsewhere so a slow model never stalls I/O: the fast path in an *executor* (engine/executor/: a worker
+thread, a pool of worker processes, or a Ray cluster), the LLM in its own threads. Each stream is
+isolated: a source that fails is reported in one line and the others keep running.
+
+Scheduling: windows wait in a bounded queue per stream and are handed to the executor round-robin
+across streams (no stream starves another), at most one window per live stream in flight and never
+more than the executor's `capacity`; new live streams get their window grid offset so that streams
+started together do not close their windows at the same instant (`executor.stagger`).
 
 Back-pressure differs by source kind, on purpose: a *live* source (camera, mic, RTSP, WebRTC, or a file
 with --realtime) cannot wait, so when the analyzer falls behind the oldest pending window is dropped and
@@ -23,6 +29,8 @@ from typing import Any, Protocol
 
 from affectstream.engine.analyzer import Analyzer
 from affectstream.engine.config import Settings
+from affectstream.engine.executor.base import Executor
+from affectstream.engine.executor.thread import ThreadExecutor
 from affectstream.engine.metrics import LatencySeries, RateCounter
 from affectstream.engine.types import AudioChunk, ReasoningResult, VideoFrame, Window, WindowResult
 from affectstream.streams.sinks.base import Sink
@@ -46,6 +54,8 @@ class StreamState:
     live: bool
     max_pending: int
     pending: deque[Window] = field(default_factory=deque)
+    in_flight: int = 0  # handed to the executor, not yet published
+    phase: float | None = None  # wall-clock phase (mod hop) at which this live stream's windows close
     status: str = "running"  # running | finished | failed | stopped
     error: str | None = None
     windows_emitted: int = 0
@@ -58,21 +68,37 @@ class StreamState:
 
 
 class Pipeline:
-    """The orchestrator (named Pipeline so "engine" means only the package). Runs a set of sources through one analyzer and a set of sinks until they end or `stop()`."""
+    """The orchestrator (named Pipeline so "engine" means only the package). Runs a set of sources
+    through one executor and a set of sinks until they end or `stop()`.
+
+    Pass an `analyzer` (run in a worker thread of this process, the default) or an `executor`
+    (engine/executor: e.g. a process pool); an executor passed in is started here if needed but closed
+    by its owner, one built here around `analyzer` is closed here (the analyzer itself is not).
+    """
 
     def __init__(
         self,
         settings: Settings,
-        analyzer: Analyzer,
+        analyzer: Analyzer | None,
         sinks: list[Sink],
         *,
         slow_path: SlowPath | None = None,
         smoother: Any = None,
         node_id: str = "node",
         on_result: Callable[[WindowResult], None] | None = None,
+        executor: Executor | None = None,
     ) -> None:
+        if analyzer is None and executor is None:
+            raise ValueError("Pipeline needs an analyzer or an executor")
         self.settings = settings
         self.analyzer = analyzer
+        self._owns_executor = executor is None
+        self.executor: Executor = executor if executor is not None else ThreadExecutor(
+            analyzer, settings=getattr(settings, "executor", None)
+        )
+        self._in_flight = 0
+        self._rr = 0  # round-robin start position over streams
+        self._done: asyncio.Queue[tuple[StreamState, Window, asyncio.Future[WindowResult]]] = asyncio.Queue()
         self.sinks = sinks
         self.slow_path = slow_path
         self.smoother = smoother  # engine/smoother.Smoother: state + events for every stream
@@ -118,6 +144,7 @@ class Pipeline:
         busy = (
             st.status == "running"
             or st.pending
+            or st.in_flight
             or (st.windows_analyzed + st.windows_dropped < st.windows_emitted)
         )
         if busy:
@@ -130,8 +157,10 @@ class Pipeline:
         with `add_source` as callers come and go); returns each stream's final state."""
         for s in self.sinks:
             await self._safe(s.start())
+        await self.executor.start()
         states = [self._make_state(src, None) for src in sources]
-        analyzer_task = asyncio.create_task(self._analyze_loop(), name="analyzer")
+        analyzer_task = asyncio.create_task(self._dispatch_loop(), name="dispatch")
+        publish_task = asyncio.create_task(self._publish_loop(), name="publish")
         stats_task = asyncio.create_task(self._stats_loop(), name="stats")
         pumps = [asyncio.create_task(self._pump(st), name=f"pump:{st.source.stream_id}") for st in states]
         progress = asyncio.create_task(self._progress_loop(states), name="progress")
@@ -143,11 +172,14 @@ class Pipeline:
                 await asyncio.gather(*list(self._dynamic), return_exceptions=True)
             await self._drain()
         finally:
-            for t in (analyzer_task, stats_task, progress):
+            for t in (analyzer_task, publish_task, stats_task, progress):
                 t.cancel()
-            for t in (analyzer_task, stats_task, progress):
+            for t in (analyzer_task, publish_task, stats_task, progress):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+            if self._owns_executor:
+                with contextlib.suppress(Exception):
+                    await self.executor.close()
             if self.slow_path is not None and hasattr(self.slow_path, "drain"):
                 with contextlib.suppress(Exception):
                     await self.slow_path.drain()  # type: ignore[attr-defined]
@@ -158,27 +190,64 @@ class Pipeline:
 
     # ------------------------------------------------------------------ internals
     def _make_state(self, source: Source, live: bool | None) -> StreamState:
+        is_live = bool(source.live or self.settings.realtime) if live is None else live
+        st = StreamState(source=source, windower=None, live=is_live, max_pending=self.settings.window.max_pending)
+        if source.stream_id in self.streams:
+            raise ValueError(f"duplicate stream id {source.stream_id!r}: name sources with name=SOURCE")
+        if not self._stagger(st):
+            st.windower = self._windower(st, 0.0)
+        self.streams[source.stream_id] = st
+        return st
+
+    def _windower(self, st: StreamState, origin: float) -> Any:
         from affectstream.streams.windower import Windower
 
         w = self.settings.window
-        is_live = bool(source.live or self.settings.realtime) if live is None else live
-        st = StreamState(
-            source=source,
-            # a live stream cannot wait long for a lagging modality; a file can (loose A/V interleaving)
-            windower=Windower(
-                source.stream_id,
-                length=w.length,
-                hop=w.hop,
-                n_frames=w.frames,
-                max_skew=1.0 if is_live else 10.0,
-            ),
-            live=is_live,
-            max_pending=w.max_pending,
+        # a live stream cannot wait long for a lagging modality; a file can (loose A/V interleaving)
+        return Windower(
+            st.source.stream_id,
+            length=w.length,
+            hop=w.hop,
+            n_frames=w.frames,
+            max_skew=1.0 if st.live else 10.0,
+            origin=origin,
         )
-        if source.stream_id in self.streams:
-            raise ValueError(f"duplicate stream id {source.stream_id!r}: name sources with name=SOURCE")
-        self.streams[source.stream_id] = st
-        return st
+
+    def _stagger(self, st: StreamState) -> bool:
+        """Whether this stream's window grid is placed at its first item (live, stagger on, not alone)."""
+        ex = getattr(self.settings, "executor", None)
+        return bool(st.live and ex is not None and ex.stagger)
+
+    def _place_grid(self, st: StreamState, item: VideoFrame | AudioChunk) -> None:
+        """Build a staggered live stream's windower at its first item.
+
+        Window k closes when the stream's clock passes origin + k·hop + length, i.e. at wall time
+        offset + origin + k·hop + length (offset: wall clock minus stream clock, known once the first
+        item arrives). The first live stream keeps origin 0; each next one gets the phase (mod hop)
+        farthest from the phases of the live streams already running, so N streams started together
+        close their windows hop/N apart instead of all at once.
+        """
+        hop, length = self.settings.window.hop, self.settings.window.length
+        now = time.monotonic()
+        offset = now - (item.end if isinstance(item, AudioChunk) else item.ts)
+        taken = [
+            o.phase
+            for o in self.streams.values()
+            if o is not st and o.live and o.phase is not None and o.status == "running"
+        ]
+        if not taken:
+            origin = 0.0
+        else:
+            cands = [hop * i / 64 for i in range(64)]
+
+            def gap(p: float) -> float:
+                return min(min(abs(p - q) % hop, hop - abs(p - q) % hop) for q in taken)
+
+            best = max(cands, key=gap)
+            # the grid point at or just before the first item, so no data falls before window 0
+            origin = item.ts - ((item.ts - (best - offset - length)) % hop)
+        st.phase = (offset + origin + length) % hop
+        st.windower = self._windower(st, origin)
 
     async def _pump(self, st: StreamState) -> None:
         src = st.source
@@ -187,6 +256,8 @@ class Pipeline:
                 if self._stopping.is_set():
                     st.status = "stopped"
                     break
+                if st.windower is None:
+                    self._place_grid(st, item)
                 if isinstance(item, VideoFrame):
                     st.frames_in.add()
                     st.last_ts = max(st.last_ts, item.ts)
@@ -194,7 +265,7 @@ class Pipeline:
                     st.last_ts = max(st.last_ts, item.end)
                 for win in st.windower.push(item):
                     await self._enqueue(st, win)
-            for win in st.windower.flush():
+            for win in st.windower.flush() if st.windower is not None else ():
                 await self._enqueue(st, win)
             if st.status == "running":
                 st.status = "finished"
@@ -235,38 +306,79 @@ class Pipeline:
         st.pending.append(win)
         self._work.set()
 
-    def _take_batch(self) -> list[Window]:
-        """One window from every stream that has one: fair, and lets the analyzer batch across streams."""
-        batch = [st.pending.popleft() for st in self.streams.values() if st.pending]
-        if batch:
+    def _fill(self) -> None:
+        """Hand pending windows to the executor: round-robin over streams, one window per stream per
+        round, at most one in flight per live stream (two per file, to hide the hand-over), never more
+        than the executor's capacity in total."""
+        cap = self.executor.capacity
+        streams = list(self.streams.values())
+        if not streams:
+            return
+        took = False
+        while self._in_flight < cap:
+            progressed = False
+            n = len(streams)
+            for i in range(n):
+                st = streams[(self._rr + i) % n]
+                if self._in_flight >= cap:
+                    break
+                if st.pending and st.in_flight < (1 if st.live else 2):
+                    self._submit(st, st.pending.popleft())
+                    progressed = took = True
+            self._rr = (self._rr + 1) % n
+            if not progressed:
+                break
+        if took:
             self._space.set()
-        return batch
 
-    async def _analyze_loop(self) -> None:
+    def _submit(self, st: StreamState, win: Window) -> None:
+        try:
+            fut = self.executor.submit(win)
+        except Exception as e:  # e.g. a window that cannot be copied to the workers
+            log.warning("could not submit %s/%d: %s: %s", win.stream_id, win.index, type(e).__name__, e)
+            st.windows_dropped += 1
+            return
+        st.in_flight += 1
+        self._in_flight += 1
+
+        def done(f: asyncio.Future[WindowResult]) -> None:
+            st.in_flight -= 1
+            self._in_flight -= 1
+            self._done.put_nowait((st, win, f))
+            self._work.set()
+
+        fut.add_done_callback(done)
+
+    async def _dispatch_loop(self) -> None:
         while True:
-            batch = self._take_batch()
-            if not batch:
-                self._work.clear()
-                await self._work.wait()
-                continue
-            t0 = time.perf_counter()
+            self._work.clear()
+            self._fill()
+            await self._work.wait()
+
+    async def _publish_loop(self) -> None:
+        """Publish results in completion order (per stream that is submission order, see executor)."""
+        while True:
+            st, win, fut = await self._done.get()
             try:
-                results = await asyncio.to_thread(self.analyzer.analyze_batch, batch)
-            except Exception as e:
-                log.exception("analyzer failed on a batch of %d windows", len(batch))
+                if fut.cancelled():
+                    raise asyncio.CancelledError
+                exc = fut.exception()
+                if exc is not None:
+                    raise exc
+                res = fut.result()
+            except BaseException as e:
+                st.windows_dropped += 1
                 print(
-                    f"affectstream: analyzer error ({type(e).__name__}: {e}); windows skipped",
+                    f"affectstream: {win.stream_id}: window {win.index} not analysed "
+                    f"({type(e).__name__}: {e}); skipped",
                     file=sys.stderr,
                 )
-                for w in batch:
-                    st = self.streams.get(w.stream_id)
-                    if st is not None:
-                        st.windows_dropped += 1
                 continue
-            per = (time.perf_counter() - t0) * 1000 / len(batch)
-            for win, res in zip(batch, results, strict=True):
-                self.analyze_latency.add(per)
+            self.analyze_latency.add(res.latency_ms.get("analyze", 0.0))
+            try:
                 await self._publish(win, res)
+            except Exception:  # a faulty on_result/slow path must not stop publishing
+                log.exception("publishing %s/%d failed", win.stream_id, win.index)
 
     async def _publish(self, win: Window, res: WindowResult) -> None:
         st = self.streams.get(win.stream_id)
@@ -310,10 +422,10 @@ class Pipeline:
         while any(st.pending for st in self.streams.values()):
             self._work.set()
             await asyncio.sleep(0.01)
-        # the batch in flight, if any
-        while self.windows_processed.total + sum(st.windows_dropped for st in self.streams.values()) < sum(
-            st.windows_emitted for st in self.streams.values()
-        ):
+        # the windows in flight, if any
+        while self._in_flight or not self._done.empty() or sum(
+            st.windows_analyzed + st.windows_dropped for st in self.streams.values()
+        ) < sum(st.windows_emitted for st in self.streams.values()):
             await asyncio.sleep(0.01)
 
     def stats_payload(self) -> dict[str, Any]:
@@ -328,6 +440,8 @@ class Pipeline:
                 "windows": st.windows_emitted,
                 "windows_analyzed": st.windows_analyzed,
                 "windows_dropped": st.windows_dropped,
+                "windows_pending": len(st.pending),
+                "windows_in_flight": st.in_flight,
                 "source": st.source.stats.to_dict(),
             }
             lat = st.latency.percentiles()
@@ -354,6 +468,8 @@ class Pipeline:
             "sink_errors": self.sink_errors,
             "sinks": {type(s).__name__: s.stats() for s in self.sinks},
         }
+        with contextlib.suppress(Exception):
+            payload["executor"] = self.executor.stats()
         rt = getattr(self.analyzer, "runtime_info", None)
         if callable(rt):
             with contextlib.suppress(Exception):
