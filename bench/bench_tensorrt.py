@@ -83,6 +83,7 @@ def bench_gpu(args: argparse.Namespace) -> int:
     print(
         f"{'encoder':16} {'prec':5} {'build s':>8} {'batch':>5} {'ORT CPU ms':>10} {'TRT ms':>8} {'ratio':>7}  accuracy"
     )
+    failures: list[str] = []
     for prec in args.precisions.split(","):
         results = export_tensorrt(
             args.onnx_dir or args.profile,
@@ -96,7 +97,11 @@ def bench_gpu(args: argparse.Namespace) -> int:
         for r in results:
             if r.engine is None:
                 print(f"{r.component:16} {prec:5} {r.status}: {'; '.join(r.notes)[:160]}")
+                if r.status == "failed":
+                    failures.append(f"{r.component} {prec}: build failed")
                 continue
+            if r.accuracy is not None and not r.accuracy.get("passed", True):
+                failures.append(f"{r.component} {r.precision}: accuracy check failed")
             path = dict(comps)[r.component]
             shapes = default_shape_profile(path, r.component)
             feed = feed_for(path, shapes)
@@ -111,7 +116,9 @@ def bench_gpu(args: argparse.Namespace) -> int:
                 f"{cpu_ms / gpu_ms:6.1f}x  {acc}"
             )
             trt_rt.close()
-    return 0
+    for line in failures:
+        print(f"bench_tensorrt: FAILED: {line}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def bench_cpu(args: argparse.Namespace, why: str) -> int:
@@ -195,7 +202,12 @@ def main() -> int:
     p.add_argument("--precisions", default="fp32,fp16,int8")
     p.add_argument("--calib", default=str(REPO / "examples" / "sample.mp4"))
     p.add_argument("--iters", type=int, default=50)
-    p.add_argument("--out", type=Path, help="engine cache folder (default: a temp folder)")
+    p.add_argument("--out", type=Path, help="plan cache folder (default: a temp folder)")
+    p.add_argument(
+        "--require-tensorrt",
+        action="store_true",
+        help="exit 1 when TensorRT or its GPU is unusable, instead of measuring the CPU fallback (GPU checks)",
+    )
     args = p.parse_args()
     from affectstream.engine.runtimes.base import RuntimeUnavailable
     from affectstream.engine.runtimes.engine_cache import detect_device
@@ -203,6 +215,9 @@ def main() -> int:
     try:
         dev = detect_device()
     except RuntimeUnavailable as e:
+        if args.require_tensorrt:
+            print(f"bench_tensorrt: FAILED: TensorRT is required but unusable: {e}", file=sys.stderr)
+            return 1
         return bench_cpu(args, str(e))
     print(f"device: {dev.name}, sm {dev.compute_capability}, TensorRT {dev.tensorrt_version}")
     return bench_gpu(args)
