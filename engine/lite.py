@@ -178,7 +178,11 @@ class LiteAnalyzer(AnalyzerBase):
         from affectstream.engine.profile import Profile
         from affectstream.engine.runtimes.select import load_runtime
 
-        self.prof = profile if isinstance(profile, Profile) else Profile.load(profile, verify=verify)
+        self.prof = profile if isinstance(profile, Profile) else Profile.load(profile, verify=False)
+        if verify and not isinstance(profile, Profile):
+            # only what this run uses: a damaged Whisper without --transcript, or a damaged LLM with
+            # reasoning off, must not stop a run that never loads it
+            self.prof.verify(self._components_in_use(runtime, detector, actions, bool(transcript)))
         self.threads = int(threads)
         self.runtime_pref = runtime
         self._lock = threading.Lock()  # analyze calls may come from several worker threads
@@ -213,6 +217,17 @@ class LiteAnalyzer(AnalyzerBase):
         self.windows = 0
         if warmup:
             self.warmup()
+
+    def _components_in_use(self, runtime: str, detector: str, actions: bool, transcript: bool) -> list[str]:
+        if runtime == "torch":
+            want = ["expression_hdf5", f"face_{detector}_tflite", "vad", "vad_sequence"]
+        else:
+            want = ["expression", f"face_{detector}", "vad", "vad_sequence"]
+            if actions:
+                want.append("face_mesh")
+        if transcript:
+            want.append("whisper")
+        return [c for c in want if self.prof.has(c)]
 
     def warmup(self) -> None:
         """Run every model once on dummy input (no caches or trackers touched): the first real window

@@ -121,9 +121,16 @@ class Pipeline:
 
     # ------------------------------------------------------------------ public API
     def stop(self) -> None:
-        """Ask every source to end; pending windows are still analyzed and flushed."""
+        """Ask every source to end; pending windows are still analyzed and flushed.
+
+        Each source is told directly (`Source.stop`), so a stream that is opening, retrying or waiting
+        for data ends now instead of at its next item, which may never come.
+        """
         self._stopping.set()
         self._work.set()
+        for st in list(self.streams.values()):
+            with contextlib.suppress(Exception):
+                st.source.stop()
 
     async def add_source(self, source: Source, *, live: bool | None = None) -> asyncio.Task[None]:
         """Attach a stream while running (used by the WebRTC server for each caller)."""
@@ -268,7 +275,7 @@ class Pipeline:
             for win in st.windower.flush() if st.windower is not None else ():
                 await self._enqueue(st, win)
             if st.status == "running":
-                st.status = "finished"
+                st.status = "stopped" if self._stopping.is_set() else "finished"
             await self._finish_stream(st)
         except SourceError as e:
             st.status, st.error = "failed", str(e)

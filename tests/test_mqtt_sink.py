@@ -11,7 +11,7 @@ import pytest
 from affectstream.engine.smoother import Smoother
 from affectstream.engine.types import ReasoningResult
 from affectstream.streams.contract import stats_payload, validate
-from affectstream.streams.sinks.mqtt import MqttSettings, MqttSink
+from affectstream.streams.sinks.mqtt import MqttSink, MqttTarget
 from fixtures_mqtt import Collector, Mosquitto, free_port, make_result, retained_now, running_mosquitto
 
 NODE = "testnode"
@@ -111,7 +111,7 @@ async def test_credentials_accepted_and_refused(
     mosquitto_auth: Mosquitto, caplog: pytest.LogCaptureFixture
 ) -> None:
     good = MqttSink(
-        MqttSettings.from_url(f"mqtt://alice:wonder%20land%3A1@127.0.0.1:{mosquitto_auth.port}", node_id=NODE)
+        MqttTarget.from_url(f"mqtt://alice:wonder%20land%3A1@127.0.0.1:{mosquitto_auth.port}", node_id=NODE)
     )
     await good.start()
     assert good.connected, good.last_error
@@ -200,12 +200,12 @@ async def test_tls_with_ca(tmp_path: object) -> None:
 
 
 def test_settings_from_url_and_bad_urls() -> None:
-    s = MqttSettings.from_url("mqtts://bob:p%40ss@127.0.0.1?node=n1&window_qos=1&insecure=1")
+    s = MqttTarget.from_url("mqtts://bob:p%40ss@127.0.0.1?node=n1&window_qos=1&insecure=1")
     assert (s.host, s.port, s.tls, s.username, s.password, s.node_id, s.window_qos, s.tls_insecure) == (
         "127.0.0.1", 8883, True, "bob", "p@ss", "n1", 1, True,
     )  # fmt: skip
     assert (
-        MqttSettings.from_url("mqtt://127.0.0.1", node_id="x").topics.available == "affectstream/x/available"
+        MqttTarget.from_url("mqtt://127.0.0.1", node_id="x").topics.available == "affectstream/x/available"
     )
     for bad, why in [
         ("http://127.0.0.1", "scheme"),
@@ -216,7 +216,7 @@ def test_settings_from_url_and_bad_urls() -> None:
         ("mqtt://127.0.0.1?node=a/b", "node id"),
     ]:
         with pytest.raises(ValueError, match=why):
-            MqttSettings.from_url(bad)
+            MqttTarget.from_url(bad)
 
 
 async def test_bad_results_are_counted_not_raised(mosquitto: Mosquitto) -> None:

@@ -2,6 +2,6 @@
 
 from affectstream.streams.sinks.base import Sink
 from affectstream.streams.sinks.jsonl import JsonlSink, JsonlSinkError
-from affectstream.streams.sinks.mqtt import MqttSettings, MqttSink
+from affectstream.streams.sinks.mqtt import MqttSink, MqttTarget
 
-__all__ = ["JsonlSink", "JsonlSinkError", "MqttSettings", "MqttSink", "Sink"]
+__all__ = ["JsonlSink", "JsonlSinkError", "MqttSink", "MqttTarget", "Sink"]

@@ -31,5 +31,10 @@ class Sink(ABC):  # noqa: B024 - every hook has a sensible no-op default
         """Counters for the `stats` message (queued, dropped, reconnects...)."""
         return {}
 
+    def failure(self) -> str | None:
+        """Why this sink stopped delivering during the run (one line), or None. A failing sink never
+        stops the engine, but the run must not look successful: the exit code reflects this."""
+        return None
+
     async def close(self) -> None:
         return None

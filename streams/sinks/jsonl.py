@@ -31,6 +31,7 @@ class JsonlSink(Sink):
         self._fh: IO[str] | None = None
         self._own = False
         self._broken = False
+        self._failure: str | None = None
         self._counts = {"written": 0, "errors": 0}
 
     async def start(self) -> None:
@@ -67,6 +68,9 @@ class JsonlSink(Sink):
     def stats(self) -> dict[str, Any]:
         return dict(self._counts)
 
+    def failure(self) -> str | None:
+        return self._failure
+
     async def close(self) -> None:
         fh, self._fh = self._fh, None
         if fh is None:
@@ -77,6 +81,7 @@ class JsonlSink(Sink):
                 fh.close()
         except OSError as exc:
             self._counts["errors"] += 1
+            self._failure = self._failure or f"jsonl: closing {self.path} failed: {exc.strerror or exc}"
             log.warning("jsonl: closing %s failed: %s", self.path, exc)
 
     def _write(self, kind: str, payload: dict[str, Any]) -> None:
@@ -97,4 +102,5 @@ class JsonlSink(Sink):
         except OSError as exc:  # EPIPE (reader went away), ENOSPC ...: stop writing, keep the engine alive
             self._counts["errors"] += 1
             self._broken = True
+            self._failure = f"jsonl: writing to {self.path} failed: {exc.strerror or exc}"
             log.warning("jsonl: writing to %s failed, output disabled: %s", self.path, exc)

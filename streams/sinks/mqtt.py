@@ -23,16 +23,18 @@ import contextlib
 import json
 import logging
 import random
+import secrets
 import ssl
 import time
 from collections import deque
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiomqtt
+from affectstream.engine import config
+from affectstream.engine.config import default_node_id, parse_mqtt_url, redact_url
 from affectstream.engine.types import ReasoningResult, WindowResult
-from affectstream.streams.contract import Topics, check_segment, default_node_id
+from affectstream.streams.contract import Topics, check_segment
 from affectstream.streams.sinks.base import Sink
 
 log = logging.getLogger("affectstream.mqtt")
@@ -41,8 +43,13 @@ _TRUE = {"1", "true", "yes", "on"}
 
 
 @dataclass(slots=True)
-class MqttSettings:
-    """Where and how to publish. Build it from a URL with `MqttSettings.from_url`."""
+class MqttTarget:
+    """The resolved connection of one sink: broker address, credentials, TLS and the sink's tuning.
+
+    Not a second settings model: `engine.config.MqttSettings` is where every MQTT knob is set and
+    documented; `from_settings` turns it (plus the broker URL actually used) into this. Tests and
+    library users may also build one from a URL (`from_url`) or keywords.
+    """
 
     host: str = "127.0.0.1"
     port: int = 1883
@@ -56,7 +63,7 @@ class MqttSettings:
     node_id: str = field(default_factory=default_node_id)
     prefix: str | None = None  # default affectstream/<node_id>
     window_qos: int = 0  # QoS of the high-rate `window` topic (0 or 1); state/events/reasoning use 1
-    client_id: str | None = None  # default affectstream-<node_id>
+    client_id: str | None = None  # default affectstream-<node_id>-<random>: unique per process
     keepalive: int = 30
     queue_max: int = 10_000  # bounded offline queue; drop-oldest beyond this
     max_inflight: int = 32  # QoS 1 publishes awaiting PUBACK at once
@@ -66,6 +73,9 @@ class MqttSettings:
     publish_timeout_s: float = 10.0
     ha_discovery: bool = False  # publish Home Assistant MQTT discovery configs for each stream
     ha_prefix: str = "homeassistant"
+    # Publish `<prefix>/available` (birth, will, offline). False for a sink that shares its node with
+    # others (a Ray stream actor): one process owns the node's availability.
+    availability: bool = True
 
     def __post_init__(self) -> None:
         check_segment(self.node_id, "node id")
@@ -89,44 +99,59 @@ class MqttSettings:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
     @classmethod
-    def from_url(cls, url: str, **overrides: Any) -> MqttSettings:
-        """Parse `mqtt[s]://[user[:pass]@]host[:port][?node=..&window_qos=..&ca=..&cert=..&key=..&insecure=1]`.
-
-        Keyword overrides win over the URL (the CLI's flags and config file pass them).
-        """
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            raise ValueError(
-                f"mqtt: unsupported URL scheme {parts.scheme!r} in {url!r}; use mqtt:// or mqtts://"
-            )
-        if not parts.hostname:
-            raise ValueError(f"mqtt: no host in {url!r}; e.g. mqtt://127.0.0.1:1883")
-        tls = scheme in ("mqtts", "ssl")
-        try:
-            port = parts.port or (8883 if tls else 1883)
-        except ValueError:
-            raise ValueError(f"mqtt: bad port in {url!r}") from None
-        q = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    def from_settings(cls, m: config.MqttSettings, url: str | None = None, **overrides: Any) -> MqttTarget:
+        """The target for the `mqtt` settings section; `url` is the broker actually used (the embedded
+        broker's when `m.url` is None). The section has already merged the URL's options and checked
+        them, so here they only decide host, port and TLS."""
+        u = parse_mqtt_url(url or m.url or "mqtt://127.0.0.1:1883")
+        tls = u.tls or m.tls_ca is not None or m.tls_cert is not None
         kw: dict[str, Any] = {
-            "host": parts.hostname,
-            "port": port,
+            "host": u.host,
+            "port": u.port,
             "tls": tls,
-            "username": unquote(parts.username) if parts.username else None,
-            "password": unquote(parts.password) if parts.password is not None else None,
+            "username": m.username if m.username is not None else u.username,
+            "password": m.password if m.password is not None else u.password,
+            "ca_file": str(m.tls_ca) if m.tls_ca else None,
+            "cert_file": str(m.tls_cert) if m.tls_cert else None,
+            "key_file": str(m.tls_key) if m.tls_key else None,
+            "tls_insecure": m.tls_insecure,
+            "node_id": m.node_id,
+            "prefix": f"{m.prefix}/{m.node_id}",
+            "window_qos": m.window_qos,
+            "client_id": m.client_id,
+            "keepalive": m.keepalive,
+            "queue_max": m.offline_queue,
+            "ha_discovery": m.ha_discovery,
         }
+        kw.update(overrides)
+        return cls(**kw)
+
+    @classmethod
+    def from_url(cls, url: str, **overrides: Any) -> MqttTarget:
+        """Parse `mqtt[s]://[user[:pass]@]host[:port][?node=..&window_qos=..&ca=..&cert=..&key=..&insecure=1]`
+        (the options of `engine.config.MQTT_URL_OPTIONS`). Keyword overrides win over the URL."""
+        try:
+            u = parse_mqtt_url(url)
+        except ValueError as e:
+            raise ValueError(f"mqtt: {e}") from None
         names = {f.name for f in fields(cls)}
-        alias = {
-            "node": "node_id",
-            "ca": "ca_file",
-            "cert": "cert_file",
-            "key": "key_file",
-            "insecure": "tls_insecure",
+        rename = {
+            "tls_ca": "ca_file",
+            "tls_cert": "cert_file",
+            "tls_key": "key_file",
+            "offline_queue": "queue_max",
         }
-        for k, v in q.items():
-            name = alias.get(k, k)
-            if name not in names or name in ("host", "port", "username", "password", "tls"):
-                raise ValueError(f"mqtt: unknown URL option {k!r} in {url!r}")
+        kw: dict[str, Any] = {
+            "host": u.host,
+            "port": u.port,
+            "tls": u.tls,
+            "username": u.username,
+            "password": u.password,
+        }
+        for k, v in u.options.items():
+            name = rename.get(k, k)
+            if name not in names:
+                raise ValueError(f"mqtt: option {k!r} in {redact_url(url)!r} is not a sink option")
             kw[name] = v
         kw.update(overrides)
         return cls(**_coerce(kw))
@@ -151,6 +176,21 @@ def _coerce(kw: dict[str, Any]) -> dict[str, Any]:
         except ValueError:
             raise ValueError(f"mqtt: option {k}={v!r} is not a number") from None
     return out
+
+
+def __getattr__(name: str) -> Any:
+    """Transitional: `MqttSettings` here was the sink's own settings class, now `MqttTarget` (the one
+    settings model is `engine.config.MqttSettings`). Remove once no caller imports the old name."""
+    if name == "MqttSettings":
+        return MqttTarget
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def unique_client_id(node_id: str) -> str:
+    """`affectstream-<node_id>-<6 hex>`: the broker disconnects an older session when a new one uses
+    the same client id, so two processes sharing a node id (e.g. the default, the host name, on two
+    containers of one host) would throw each other off forever. Topics stay under the node id."""
+    return f"affectstream-{node_id}-{secrets.token_hex(3)}"
 
 
 @dataclass(slots=True, eq=False)  # identity semantics: two equal payloads are still two messages
@@ -178,14 +218,18 @@ def _is_auth_error(exc: BaseException) -> bool:
 class MqttSink(Sink):
     """The MQTT sink. `await start()`, `publish_*` freely, `await close()` to flush and go `offline`."""
 
-    def __init__(self, settings: MqttSettings | str | None = None, **overrides: Any) -> None:
+    def __init__(self, settings: MqttTarget | str | None = None, **overrides: Any) -> None:
         if isinstance(settings, str):
-            settings = MqttSettings.from_url(settings, **overrides)
+            settings = MqttTarget.from_url(settings, **overrides)
         elif settings is None:
-            settings = MqttSettings(**overrides)
+            settings = MqttTarget(**overrides)
         elif overrides:
             settings = replace(settings, **overrides)
         self.settings = settings
+        self.client_id = settings.client_id or unique_client_id(settings.node_id)
+        self._own_online = 0  # our own `online` publishes whose echo has not come back yet
+        self.same_node_seen = 0  # times another process announced itself under our node id
+        self._drops_reported = 0
         self.topics = settings.topics
         self._queue: deque[_Msg] = deque()
         self._inflight: list[_Msg] = []
@@ -262,6 +306,8 @@ class MqttSink(Sink):
             "queued": self.pending,
             "queue_max": self.settings.queue_max,
             "last_error": self.last_error,
+            "client_id": self.client_id,
+            "same_node_seen": self.same_node_seen,
         }
 
     async def close(self, flush_timeout_s: float = 5.0) -> None:
@@ -293,6 +339,11 @@ class MqttSink(Sink):
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def dropped(self) -> int:
+        """Messages pushed out of the full offline queue (lost), for the exit summary."""
+        return int(self._counts["dropped"])
 
     @property
     def pending(self) -> int:
@@ -394,8 +445,10 @@ class MqttSink(Sink):
             s.port,
             username=s.username,
             password=s.password,
-            identifier=s.client_id or f"affectstream-{s.node_id}",
-            will=aiomqtt.Will(self.topics.available, b"offline", qos=1, retain=True),
+            identifier=self.client_id,
+            will=aiomqtt.Will(self.topics.available, b"offline", qos=1, retain=True)
+            if s.availability
+            else None,
             clean_session=True,
             keepalive=s.keepalive,
             timeout=s.connect_timeout_s,
@@ -414,12 +467,17 @@ class MqttSink(Sink):
                     client.pending_calls_threshold = s.max_inflight + 16
                     self._on_connected()
                     attempt = 0
-                    await client.publish(self.topics.available, b"online", qos=1, retain=True)
+                    if s.availability:
+                        # subscribe first: the echo of our own `online` tells it apart from another's
+                        await client.subscribe(self.topics.available, qos=1)
+                        self._own_online += 1
+                        await client.publish(self.topics.available, b"online", qos=1, retain=True)
                     if s.ha_discovery:
                         for stream in self._known_streams:
                             self._put_discovery(stream)
                     if await self._serve(client):
-                        await client.publish(self.topics.available, b"offline", qos=1, retain=True)
+                        if s.availability:
+                            await client.publish(self.topics.available, b"offline", qos=1, retain=True)
                         return
             except asyncio.CancelledError:
                 raise
@@ -453,6 +511,7 @@ class MqttSink(Sink):
             log.info("mqtt: connected to %s after: %s", self.settings.address, self.last_error)
             self.last_error = None
         self._last_logged = None
+        self._report_drops()
         self._connected.set()
         self._first_attempt.set()
 
@@ -491,6 +550,22 @@ class MqttSink(Sink):
             m.dropped = True
             self._counts["dropped"] += 1
             self._pending -= 1
+            if self._counts["dropped"] == self._drops_reported + 1:
+                log.warning(
+                    "mqtt: offline queue full (%d messages): dropping the oldest results until the broker "
+                    "is back; raise mqtt.offline_queue to keep more",
+                    self.settings.queue_max,
+                )
+
+    def _report_drops(self) -> None:
+        new = self._counts["dropped"] - self._drops_reported
+        if new > 0:
+            log.warning(
+                "mqtt: %d message(s) were dropped while the broker was away (offline queue of %d was full)",
+                new,
+                self.settings.queue_max,
+            )
+            self._drops_reported = self._counts["dropped"]
 
     async def _serve(self, client: aiomqtt.Client) -> bool:
         """Drain the queue until closing (returns True) or the connection breaks (raises MqttError)."""
@@ -510,11 +585,36 @@ class MqttSink(Sink):
             raise aiomqtt.MqttError("connection closed by the broker")
         return True
 
-    @staticmethod
-    async def _watch(client: aiomqtt.Client) -> None:
+    async def _watch(self, client: aiomqtt.Client) -> None:
         # The message iterator raises MqttError as soon as the connection is lost, even while idle.
-        async for _ in client.messages:
-            pass
+        async for message in client.messages:
+            if not message.retain and str(message.topic) == self.topics.available:
+                await self._on_available(client, bytes(message.payload))
+
+    async def _on_available(self, client: aiomqtt.Client, payload: bytes) -> None:
+        """Live (not retained) traffic on our own `available` topic. We expect exactly the echo of each
+        `online` we publish; anything else is another process under the same node id: an `online` when
+        it connects, an `offline` (its will or its goodbye) when it leaves, which would mark this node
+        offline while it runs. Warn once, and say `online` again: that restores our retained state and
+        lets the other process see us (it warns too, once, and stops there)."""
+        if payload == b"online" and self._own_online > 0:
+            self._own_online -= 1
+            return
+        if self._closing:
+            return
+        self.same_node_seen += 1
+        first = self.same_node_seen == 1
+        if first:
+            log.warning(
+                "mqtt: another process publishes under the same node id %r on %s (its `available` said "
+                "%r); subscribers cannot tell the two apart: give each engine its own --node-id",
+                self.settings.node_id,
+                self.settings.address,
+                payload.decode(errors="replace"),
+            )
+        if first or payload != b"online":
+            self._own_online += 1
+            await client.publish(self.topics.available, b"online", qos=1, retain=True)
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         s = self.settings

@@ -11,12 +11,11 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-from affectstream.engine.types import MediaItem, VideoFrame
-from affectstream.streams.sources.base import Source, SourceError
-from affectstream.streams.sources.feed import Emitter, ThreadFeed
+from affectstream.engine.types import VideoFrame
+from affectstream.streams.sources.base import SourceError, ThreadedSource
+from affectstream.streams.sources.feed import Emitter
 
 log = logging.getLogger("affectstream.streams.sources")
 
@@ -25,7 +24,7 @@ def device_label(device: int | str) -> str:
     return f"camera:{device}" if isinstance(device, int) else str(device)
 
 
-class CameraSource(Source):
+class CameraSource(ThreadedSource):
     """Frames from an OpenCV `VideoCapture` (device index or path). Video only."""
 
     live = True
@@ -51,7 +50,6 @@ class CameraSource(Source):
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.queue_size = queue_size
-        self._feed: ThreadFeed | None = None
 
     def _missing_device(self) -> str | None:
         """On Linux a camera is a /dev/video* node; say so plainly when it is not there."""
@@ -116,13 +114,3 @@ class CameraSource(Source):
         finally:
             if cap is not None:
                 cap.release()
-
-    def __aiter__(self) -> AsyncIterator[MediaItem]:
-        self._feed = ThreadFeed(
-            self._produce, what=self.what, stats=self.stats, live=True, maxsize=self.queue_size
-        )
-        return self._feed.items()
-
-    async def close(self) -> None:
-        if self._feed is not None:
-            await self._feed.join()

@@ -150,10 +150,6 @@ def open_source(spec: SourceSpec | str, *, realtime: bool = False, **options: An
     return MicSource(spec.device if isinstance(spec.device, int) else None, spec.stream_id, **options)
 
 
-# The name the engine's CLI imports.
-make_source = open_source
-
-
 def make_sources(specs: list[str], *, realtime: bool = False) -> tuple[list[Source], list[tuple[str, str]]]:
     """Open several SOURCEs as one run: unique stream ids (default ids that collide get `-2`, `-3`…),
     and each SOURCE that cannot be used gives `(spec, one-line reason)` while the others still open."""

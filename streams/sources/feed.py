@@ -76,6 +76,7 @@ class ThreadFeed:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
+        self._ended = False  # stop(end=True) was called: iteration ends at once
 
     # ---- producer side (thread) ----------------------------------------------------------------
     def _put(self, item: object) -> None:
@@ -140,6 +141,8 @@ class ThreadFeed:
 
     async def items(self) -> AsyncIterator[MediaItem]:
         """The items, in order; raises the producer's `SourceError`, ends at end of stream."""
+        if self._ended:
+            return
         self.start()
         assert self._event is not None
         try:
@@ -158,9 +161,26 @@ class ThreadFeed:
         finally:
             self.stop()
 
-    def stop(self) -> None:
-        """Ask the producer to stop; it notices at its next item or wait (never blocks the loop)."""
+    def stop(self, *, end: bool = False) -> None:
+        """Ask the producer to stop; it notices at its next item or wait (never blocks the loop).
+
+        With `end`, the consumer's iteration also ends now, without waiting for a producer that is stuck
+        in a blocking open or read (FFmpeg honours its own timeout; the daemon thread exits after it).
+        """
         self._stop.set()
+        if not end or self._ended:
+            return
+        self._ended = True
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # not started: `items()` sees `_ended` and returns at once
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._end_now)
+
+    def _end_now(self) -> None:
+        self._items.appendleft(_END)
+        if self._event is not None:
+            self._event.set()
 
     async def join(self, timeout: float = 2.0) -> bool:
         """Stop and wait (off the loop) for the producer thread; False if it is still blocked."""

@@ -11,12 +11,11 @@ import logging
 import math
 import os
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
-from affectstream.engine.types import MediaItem
-from affectstream.streams.sources.base import Source, SourceError
-from affectstream.streams.sources.feed import Emitter, ThreadFeed
+from affectstream.streams.sources.base import SourceError, ThreadedSource
+from affectstream.streams.sources.feed import Emitter
 from affectstream.streams.sources.pyav_decode import (
     Clock,
     container_duration,
@@ -44,7 +43,28 @@ def check_file(path: Path) -> None:
         raise SourceError(f"{path}: empty file (0 bytes)")
 
 
-class FileSource(Source):
+# FFmpeg demuxers that read a single picture (or a numbered sequence of them), not a stream.
+_IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "gif", "gif_pipe"}
+
+
+def check_not_still_image(container: Any, *, what: str) -> None:
+    """A still image has no time axis, so no window can ever close on it: say so instead of ending
+    silently with no result. (A GIF with several frames is a stream and passes.)"""
+    names = set((container.format.name or "").split(","))
+    if not names & _IMAGE_FORMATS and not any(n.endswith("_pipe") for n in names):
+        return
+    if container.streams.audio:
+        return
+    v = container.streams.video[0] if container.streams.video else None
+    if v is not None and (v.frames or 0) > 1:
+        return
+    raise SourceError(
+        f"{what}: a still image, not a video stream; analysis needs video or audio over time "
+        "(give a video file, a camera or a stream URL)"
+    )
+
+
+class FileSource(ThreadedSource):
     """Frames and audio of one file. Raises `SourceError` (one line) for files that cannot be used.
 
     `open()` probes the file eagerly so the CLI can report a bad file before anything starts; iteration
@@ -66,9 +86,9 @@ class FileSource(Source):
         self.has_video = False
         self.has_audio = False
         self.truncated = False
+        self.what = str(self.path)
         self._container = None
         self._tracks = None
-        self._feed: ThreadFeed | None = None
 
     def open(self) -> None:
         """Open and probe the file now (idempotent); raises SourceError with one clear line."""
@@ -77,6 +97,7 @@ class FileSource(Source):
         check_file(self.path)
         container = open_input(str(self.path), what=str(self.path))
         try:
+            check_not_still_image(container, what=str(self.path))
             tracks = pick_tracks(container, what=str(self.path), stats=self.stats)
         except SourceError:
             container.close()
@@ -122,6 +143,12 @@ class FileSource(Source):
             self.stats.errors += 1
             self.truncated = True
             log.warning("%s: decoding stopped early (%s); truncated or corrupt file", self.path, res.error)
+        if self.stats.decode_errors:
+            log.warning(
+                "%s: skipped %d damaged packet(s)/frame(s); the rest was analysed",
+                self.path,
+                self.stats.decode_errors,
+            )
         elif self.duration is not None and res.last_ts < self.duration - TRUNCATION_SLACK_S:
             self.stats.errors += 1
             self.truncated = True
@@ -134,13 +161,7 @@ class FileSource(Source):
         if res.items == 0:
             raise SourceError(f"{self.path}: no decodable frames or audio (corrupt or truncated file)")
 
-    def __aiter__(self) -> AsyncIterator[MediaItem]:
-        self._feed = ThreadFeed(self._produce, what=str(self.path), stats=self.stats, live=False)
-        return self._feed.items()
-
-    async def close(self) -> None:
-        if self._feed is not None:
-            await self._feed.join()
-        elif self._container is not None:
+    def _release(self) -> None:
+        if self._container is not None:
             self._container.close()
             self._container = None

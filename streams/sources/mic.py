@@ -12,20 +12,53 @@ deliver far faster than real time; the source then paces itself to the wall cloc
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
+import tempfile
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
-from affectstream.engine.types import SAMPLE_RATE, AudioChunk, MediaItem
-from affectstream.streams.sources.base import Source, SourceError
-from affectstream.streams.sources.feed import Emitter, ThreadFeed
+from affectstream.engine.types import SAMPLE_RATE, AudioChunk
+from affectstream.streams.sources.base import SourceError, ThreadedSource
+from affectstream.streams.sources.feed import Emitter
 
 log = logging.getLogger("affectstream.streams.sources")
 
 MAX_LEAD_S = 0.5
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def quiet_stderr(what: str) -> Iterator[None]:
+    """Silence what PortAudio's backends (ALSA, JACK, OSS) print on file descriptor 2 while probing.
+
+    Probing every host API prints dozens of lines of ALSA/JACK complaints about devices that do not
+    exist, burying our own one-line message. The C libraries write to fd 2 directly, so Python's
+    `sys.stderr` cannot catch it: fd 2 is pointed at a temporary file for the probe and what it caught
+    is logged at debug level (`-vv`), never lost.
+    """
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(sink.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            noise = sink.read().decode(errors="replace").strip()
+            if noise:
+                log.debug("%s: audio library output while probing:\n%s", what, noise)
 
 
 def _pyaudio() -> Any:
@@ -38,7 +71,7 @@ def _pyaudio() -> Any:
     return pyaudio
 
 
-class MicSource(Source):
+class MicSource(ThreadedSource):
     """Audio from an input device: `device=None` is the system default, an int is a PortAudio index."""
 
     live = True
@@ -61,7 +94,6 @@ class MicSource(Source):
         self.backoff = backoff
         self.queue_size = queue_size
         self.rate: int | None = None  # the rate the device was opened at
-        self._feed: ThreadFeed | None = None
 
     def _device_info(self, pa: Any) -> dict[str, Any]:
         try:
@@ -101,11 +133,13 @@ class MicSource(Source):
 
     def _produce(self, emit: Emitter) -> None:
         pyaudio = _pyaudio()
-        pa = pyaudio.PyAudio()
+        with quiet_stderr(self.what):
+            pa = pyaudio.PyAudio()
         stream = None
         try:
-            info = self._device_info(pa)
-            stream, rate = self._open(pa, pyaudio, info)
+            with quiet_stderr(self.what):
+                info = self._device_info(pa)
+                stream, rate = self._open(pa, pyaudio, info)
             self.rate = rate
             resampler = None
             if rate != SAMPLE_RATE:
@@ -161,13 +195,3 @@ class MicSource(Source):
         frame.time_base = Fraction(1, rate)
         out = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
-
-    def __aiter__(self) -> AsyncIterator[MediaItem]:
-        self._feed = ThreadFeed(
-            self._produce, what=self.what, stats=self.stats, live=True, maxsize=self.queue_size
-        )
-        return self._feed.items()
-
-    async def close(self) -> None:
-        if self._feed is not None:
-            await self._feed.join()

@@ -8,6 +8,7 @@ so every caller reports bad input the same way.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -50,7 +51,7 @@ def open_input(
         raise SourceError(
             f"{what}: not a readable media file (unknown format, or truncated/corrupt before its index)"
         ) from e
-    except av.error.HTTPError as e:
+    except (av.error.HTTPError, av.error.HTTPClientError) as e:
         raise SourceError(f"{what}: HTTP error ({e.strerror})") from e
     except av.error.FFmpegError as e:
         raise SourceError(f"{what}: cannot open ({e.strerror or type(e).__name__})") from e
@@ -145,20 +146,34 @@ def decode(
 ) -> DecodeResult:
     """Demux and decode until EOF or a fatal error; `emit` each item. Returns how it ended.
 
-    Undecodable single packets are counted in `stats.errors` and skipped; a demuxer failure ends the
-    loop with `DecodeResult.error` set (the caller decides: end a file, reconnect a URL).
+    Damage is skipped, never fatal: a packet the decoder rejects, a frame that cannot be converted, or a
+    demuxer read that fails on corrupt bytes is counted in `stats.decode_errors` and decoding goes on
+    (the demuxer resynchronises on the next packet it can parse, the decoder on the next keyframe), the
+    way `ffmpeg` itself plays through a damaged file. Only a long run of damage in a row
+    (`MAX_CONSECUTIVE_DECODE_ERRORS`), a read timeout or an I/O error ends the loop with
+    `DecodeResult.error` set (the caller decides: end a file, reconnect a URL).
     """
     res = DecodeResult()
     want = [s for s in (tracks.video, tracks.audio) if s is not None]
-    resampler = (
-        av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE) if tracks.audio is not None else None
-    )
+    resampler = _resampler() if tracks.audio is not None else None
     index = first_index
     res.next_index = index
     fps = float(tracks.video.guessed_rate or tracks.video.average_rate or 25) if tracks.video else 25.0
     last_v: float | None = None
     next_a: float | None = None
     bad_run = 0
+
+    def damaged(e: BaseException, where: str) -> bool:
+        """Count one piece of damage; True when the run of damage in a row is too long to go on."""
+        nonlocal bad_run
+        stats.decode_errors += 1
+        bad_run += 1
+        if stats.decode_errors == 1 or bad_run == 1:
+            log.info("%s: skipping damaged %s (%s)", what, where, _describe(e))
+        if bad_run >= MAX_CONSECUTIVE_DECODE_ERRORS:
+            res.error = f"{bad_run} damaged packets in a row (last: {_describe(e)})"
+            return True
+        return False
 
     def put_audio(frames: list[Any]) -> None:
         nonlocal next_a
@@ -180,48 +195,82 @@ def decode(
             res.items += 1
             res.last_ts = max(res.last_ts, next_a)
 
+    def put_video(f: Any) -> None:
+        nonlocal last_v, index
+        image = f.to_ndarray(format="bgr24")
+        raw = f.time
+        if raw is not None:
+            ts = clock(float(raw), "v")
+        else:
+            ts = (last_v + 1.0 / fps) if last_v is not None else clock(0.0, "v")
+        last_v = ts
+        if pace is not None:
+            pace(ts)
+        emit(VideoFrame(ts, image, index))
+        index += 1
+        res.next_index = index
+        stats.frames += 1
+        res.items += 1
+        res.last_ts = max(res.last_ts, ts + 1.0 / fps)
+
     try:
-        for packet in container.demux(want):
+        while True:  # one pass per demuxer resync: a failed read ends `demux()`, the next call goes on
             try:
-                frames = packet.decode()
-                bad_run = 0
-            except (av.error.InvalidDataError, av.error.ValueError, av.error.UndefinedError) as e:
-                stats.errors += 1
-                bad_run += 1
-                log.debug("%s: skipping an undecodable packet: %s", what, e)
-                if bad_run >= MAX_CONSECUTIVE_DECODE_ERRORS:
-                    res.error = f"{bad_run} undecodable packets in a row"
+                for packet in container.demux(want):
+                    try:
+                        frames = packet.decode()
+                    except av.error.EOFError:
+                        continue
+                    except _DAMAGE as e:
+                        if damaged(e, "packet"):
+                            return res
+                        continue
+                    bad_run = 0
+                    for f in frames:
+                        try:
+                            if packet.stream is tracks.video:
+                                put_video(f)
+                            elif resampler is not None:
+                                put_audio(resampler.resample(f))
+                        except _DAMAGE as e:
+                            if damaged(e, "frame"):
+                                return res
+                            if packet.stream is not tracks.video:
+                                resampler = _resampler()  # a changed format/layout confuses the old one
+                break  # demux() ended at EOF
+            except (av.error.EOFError, StopIteration):
+                break
+            except (av.error.TimeoutError, av.error.ExitError):
+                raise
+            except (av.error.InvalidDataError, av.error.PatchWelcomeError, av.error.BugError) as e:
+                if damaged(e, "data in the container"):
                     return res
                 continue
-            for f in frames:
-                if packet.stream is tracks.video:
-                    raw = f.time
-                    if raw is not None:
-                        ts = clock(float(raw), "v")
-                    else:
-                        ts = (last_v + 1.0 / fps) if last_v is not None else clock(0.0, "v")
-                    last_v = ts
-                    if pace is not None:
-                        pace(ts)
-                    emit(VideoFrame(ts, f.to_ndarray(format="bgr24"), index))
-                    index += 1
-                    res.next_index = index
-                    stats.frames += 1
-                    res.items += 1
-                    res.last_ts = max(res.last_ts, ts + 1.0 / fps)
-                elif resampler is not None:
-                    put_audio(resampler.resample(f))
         if resampler is not None:
-            put_audio(resampler.resample(None))
-    except (av.error.EOFError, StopIteration):
-        pass
+            with contextlib.suppress(*_DAMAGE):
+                put_audio(resampler.resample(None))
     except (av.error.TimeoutError, av.error.ExitError):
         res.error = "timed out waiting for data"
     except av.error.FFmpegError as e:
-        res.error = f"{type(e).__name__}: {e.strerror or e}"
+        res.error = _describe(e)
     except OSError as e:
         res.error = f"{type(e).__name__}: {e}"
     return res
+
+
+# What one damaged packet or frame raises: every FFmpeg error (InvalidDataError and the EINVAL family),
+# plus PyAV's own ValueError for a frame whose format a converter cannot handle. PyAV has no
+# `av.error.ValueError`; `FFmpegError` is the base of every FFmpeg error class it does have.
+_DAMAGE: tuple[type[BaseException], ...] = (av.error.FFmpegError, ValueError)
+
+
+def _describe(e: BaseException) -> str:
+    msg = getattr(e, "strerror", None) or str(e)
+    return f"{type(e).__name__}: {msg}"
+
+
+def _resampler() -> Any:
+    return av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
 
 
 def container_start(container: Any) -> float | None:

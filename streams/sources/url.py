@@ -20,12 +20,11 @@ import logging
 import math
 import re
 import time
-from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
-from affectstream.engine.types import MediaItem
-from affectstream.streams.sources.base import Source, SourceError
-from affectstream.streams.sources.feed import Emitter, ThreadFeed
+import av.error
+from affectstream.streams.sources.base import SourceError, ThreadedSource
+from affectstream.streams.sources.feed import Emitter
 from affectstream.streams.sources.pyav_decode import (
     Clock,
     container_duration,
@@ -57,7 +56,17 @@ def default_options(url: str) -> dict[str, str]:
     return opts
 
 
-class UrlSource(Source):
+def is_final(e: SourceError) -> bool:
+    """An HTTP 4xx (not found, forbidden, unauthorized...) is the server's final answer: retrying with
+    backoff only delays the error line by the whole retry budget. 5xx, 429 (too many requests) and
+    network errors are retried."""
+    cause = e.__cause__
+    return isinstance(cause, av.error.HTTPClientError) and not isinstance(
+        cause, av.error.HTTPTooManyRequestsError
+    )
+
+
+class UrlSource(ThreadedSource):
     """Frames and audio from a network URL, decoded by PyAV in a thread; reconnects when it drops."""
 
     live = True
@@ -93,7 +102,6 @@ class UrlSource(Source):
         is_http = scheme in ("http", "https")
         self.end_on_eof = is_http if end_on_eof is None else end_on_eof
         self.live = (not is_http) if live is None else live
-        self._feed: ThreadFeed | None = None
 
     def _delay(self, attempt: int) -> float:
         return min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
@@ -119,7 +127,11 @@ class UrlSource(Source):
                     container.close()
                     raise
             except SourceError as e:
+                if emit.stopped:
+                    return
                 last_reason = str(e)
+                if is_final(e):
+                    raise SourceError(f"{last_reason} (not retried: the server answered for good)") from None
                 failures += 1
                 if failures > self.max_retries:
                     raise SourceError(f"{last_reason} (gave up after {failures} attempts)") from None
@@ -164,13 +176,3 @@ class UrlSource(Source):
             log.warning("%s; reconnecting in %.1f s", last_reason, self._delay(max(failures, 1)))
             if emit.wait(self._delay(max(failures, 1))):
                 return
-
-    def __aiter__(self) -> AsyncIterator[MediaItem]:
-        self._feed = ThreadFeed(
-            self._produce, what=self.what, stats=self.stats, live=self.live, maxsize=self.queue_size
-        )
-        return self._feed.items()
-
-    async def close(self) -> None:
-        if self._feed is not None:
-            await self._feed.join()
