@@ -33,6 +33,7 @@ from affectstream.engine.executor.base import Executor
 from affectstream.engine.executor.thread import ThreadExecutor
 from affectstream.engine.metrics import LatencySeries, RateCounter
 from affectstream.engine.types import AudioChunk, ReasoningResult, VideoFrame, Window, WindowResult
+from affectstream.streams.contract import stats_payload
 from affectstream.streams.sinks.base import Sink
 from affectstream.streams.sources.base import Source, SourceError
 
@@ -93,8 +94,10 @@ class Pipeline:
         self.settings = settings
         self.analyzer = analyzer
         self._owns_executor = executor is None
-        self.executor: Executor = executor if executor is not None else ThreadExecutor(
-            analyzer, settings=getattr(settings, "executor", None)
+        self.executor: Executor = (
+            executor
+            if executor is not None
+            else ThreadExecutor(analyzer, settings=getattr(settings, "executor", None))
         )
         self._in_flight = 0
         self._rr = 0  # round-robin start position over streams
@@ -164,7 +167,12 @@ class Pipeline:
         with `add_source` as callers come and go); returns each stream's final state."""
         for s in self.sinks:
             await self._safe(s.start())
-        await self.executor.start()
+        try:
+            await self.executor.start()
+        except BaseException:
+            for s in self.sinks:
+                await self._safe(s.close())
+            raise
         states = [self._make_state(src, None) for src in sources]
         analyzer_task = asyncio.create_task(self._dispatch_loop(), name="dispatch")
         publish_task = asyncio.create_task(self._publish_loop(), name="publish")
@@ -198,7 +206,9 @@ class Pipeline:
     # ------------------------------------------------------------------ internals
     def _make_state(self, source: Source, live: bool | None) -> StreamState:
         is_live = bool(source.live or self.settings.realtime) if live is None else live
-        st = StreamState(source=source, windower=None, live=is_live, max_pending=self.settings.window.max_pending)
+        st = StreamState(
+            source=source, windower=None, live=is_live, max_pending=self.settings.window.max_pending
+        )
         if source.stream_id in self.streams:
             raise ValueError(f"duplicate stream id {source.stream_id!r}: name sources with name=SOURCE")
         if not self._stagger(st):
@@ -430,9 +440,12 @@ class Pipeline:
             self._work.set()
             await asyncio.sleep(0.01)
         # the windows in flight, if any
-        while self._in_flight or not self._done.empty() or sum(
-            st.windows_analyzed + st.windows_dropped for st in self.streams.values()
-        ) < sum(st.windows_emitted for st in self.streams.values()):
+        while (
+            self._in_flight
+            or not self._done.empty()
+            or sum(st.windows_analyzed + st.windows_dropped for st in self.streams.values())
+            < sum(st.windows_emitted for st in self.streams.values())
+        ):
             await asyncio.sleep(0.01)
 
     def stats_payload(self) -> dict[str, Any]:
@@ -458,23 +471,20 @@ class Pipeline:
             if wst is not None:
                 row["windower"] = wst.to_dict() if hasattr(wst, "to_dict") else dict(vars(wst))
             streams[sid] = row
-        payload: dict[str, Any] = {
-            "schema": "affectstream.stats/1",
-            "stream": None,
-            "ts": round(time.time(), 3),
-            "node": self.node_id,
-            "uptime_s": round(time.monotonic() - self._started, 1),
-            "profile": self.settings.profile,
-            "windows_per_s": self.windows_processed.rate(),
-            "windows_total": self.windows_processed.total,
-            "latency_ms": {
+        payload = stats_payload(
+            self.node_id,
+            streams,
+            {type(s).__name__: s.stats() for s in self.sinks},
+            time.monotonic() - self._started,
+            profile=self.settings.profile,
+            windows_per_s=self.windows_processed.rate(),
+            windows_total=self.windows_processed.total,
+            latency_ms={
                 "fast_path": self.fast_latency.percentiles(),
                 "analyze": self.analyze_latency.percentiles(),
             },
-            "streams": streams,
-            "sink_errors": self.sink_errors,
-            "sinks": {type(s).__name__: s.stats() for s in self.sinks},
-        }
+            sink_errors=self.sink_errors,
+        )
         with contextlib.suppress(Exception):
             payload["executor"] = self.executor.stats()
         rt = getattr(self.analyzer, "runtime_info", None)

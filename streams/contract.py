@@ -9,7 +9,6 @@ which field broke the contract.
 from __future__ import annotations
 
 import json
-import math
 import re
 import socket
 import time
@@ -108,31 +107,23 @@ def stats_payload(
     sinks: Mapping[str, Mapping[str, Any]],
     uptime_s: float,
     ts: float | None = None,
+    **node_fields: Any,
 ) -> dict[str, Any]:
-    """The node-wide `stats` message.
+    """The node-wide `stats` message — the one builder (the Pipeline publishes what this returns).
 
     `streams` maps stream id to counters such as `fps_in`, `fps_processed`, `windows`,
-    `windows_dropped` and `latency_ms: {stage: {p50, p95}}`; `sinks` maps sink name to its `stats()`.
-    `stream` is null because the message is about the whole node, not one stream.
+    `windows_dropped` and `latency_ms: {stage: {p50, p95}}` (percentiles from engine/metrics.py);
+    `sinks` maps sink name to its `stats()`; `node_fields` adds node-wide sections (latency, executor,
+    reasoning, runtime...). `stream` is null because the message is about the whole node, not one stream.
     """
-    return {
+    payload: dict[str, Any] = {
         "schema": "affectstream.stats/1",
         "stream": None,
         "ts": round(time.time() if ts is None else ts, 3),
         "node": node,
         "uptime_s": round(max(0.0, float(uptime_s)), 3),
-        "streams": {k: dict(v) for k, v in streams.items()},
-        "sinks": {k: dict(v) for k, v in sinks.items()},
     }
-
-
-def percentiles(values_ms: list[float] | tuple[float, ...]) -> dict[str, float]:
-    """p50/p95 of latency samples (nearest-rank), the shape `stats` uses per stage."""
-    if not values_ms:
-        return {"p50": 0.0, "p95": 0.0}
-    v = sorted(values_ms)
-
-    def rank(q: float) -> float:
-        return float(v[min(len(v) - 1, max(0, math.ceil(q * len(v)) - 1))])
-
-    return {"p50": round(rank(0.50), 3), "p95": round(rank(0.95), 3)}
+    payload.update(node_fields)
+    payload["streams"] = {k: dict(v) for k, v in streams.items()}
+    payload["sinks"] = {k: dict(v) for k, v in sinks.items()}
+    return payload

@@ -27,7 +27,9 @@ class SyntheticSource(Source):
     them as fast as the consumer takes them (like a file read as fast as possible).
     """
 
-    def __init__(self, stream_id: str, seconds: float, *, live: bool, fps: float = 10.0, size: int = 32) -> None:
+    def __init__(
+        self, stream_id: str, seconds: float, *, live: bool, fps: float = 10.0, size: int = 32
+    ) -> None:
         super().__init__(stream_id)
         self.live = live
         self.seconds = seconds

@@ -28,8 +28,10 @@ pytestmark = pytest.mark.timeout(300)
 
 def _window(stream: str, index: int, *, h: int = 480, w: int = 640, seed: int = 0) -> Window:
     rng = np.random.default_rng(seed + index)
-    frames = [VideoFrame(index + i / 8, rng.integers(0, 255, (h, w, 3), dtype=np.uint8), index * 8 + i)
-              for i in range(8)]
+    frames = [
+        VideoFrame(index + i / 8, rng.integers(0, 255, (h, w, 3), dtype=np.uint8), index * 8 + i)
+        for i in range(8)
+    ]
     audio = rng.standard_normal(32000).astype(np.float32)
     return Window(stream, index, float(index), index + 2.0, frames, audio)
 

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from affectstream.engine.metrics import LatencySeries
 from affectstream.engine.smoother import Smoother
 from affectstream.engine.types import ReasoningResult
 from affectstream.streams.contract import (
@@ -15,7 +16,6 @@ from affectstream.streams.contract import (
     ContractError,
     Topics,
     is_valid,
-    percentiles,
     schema,
     stats_payload,
     validate,
@@ -41,10 +41,13 @@ def _payloads() -> dict[str, dict]:
     reasoning = ReasoningResult(
         "cam1", r.window, "smiling mouth, raised cheeks", None, False, "m", 12.5, fallback_label="happy"
     )
+    lat = LatencySeries()
+    for ms in (3.0, 4.0, 9.0):
+        lat.add(ms)
     stats = stats_payload(
         "node1",
         {"cam1": {"fps_in": 30.0, "fps_processed": 8.0, "windows": 3, "windows_dropped": 0,
-                  "latency_ms": {"fast_path": percentiles([3.0, 4.0, 9.0])}}},
+                  "latency_ms": {"fast_path": lat.percentiles()}}},
         {"mqtt": {"queued": 0, "dropped": 0}},
         12.0,
     )  # fmt: skip
@@ -107,9 +110,3 @@ def test_unknown_kind_and_topic_segments() -> None:
             t.stream(bad, "state")
     with pytest.raises(ValueError, match="prefix"):
         Topics.for_node("n1", prefix="x/#")
-
-
-def test_percentiles_nearest_rank() -> None:
-    assert percentiles(list(range(1, 101))) == {"p50": 50.0, "p95": 95.0}
-    assert percentiles([7.0]) == {"p50": 7.0, "p95": 7.0}
-    assert percentiles([]) == {"p50": 0.0, "p95": 0.0}

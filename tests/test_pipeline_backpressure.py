@@ -9,6 +9,7 @@ and validate against streams/schemas/stats.json. A file read as fast as possible
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import defaultdict
 
@@ -156,7 +157,7 @@ async def test_stagger_spreads_window_close_times() -> None:
     await ex.close()
     phases = sorted(st.phase for st in pipe.streams.values() if st.phase is not None)
     assert len(phases) == 4
-    gaps = [b - a for a, b in zip(phases, phases[1:], strict=False)] + [HOP - phases[-1] + phases[0]]
+    gaps = [b - a for a, b in itertools.pairwise(phases)] + [HOP - phases[-1] + phases[0]]
     assert min(gaps) > HOP / 4 * 0.7, phases
     starts = {round(r.window.start % HOP, 3) for _, r in sink.windows}
     assert len(starts) >= 3  # the window grids really differ

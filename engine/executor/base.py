@@ -168,7 +168,7 @@ def default_workers() -> int:
 
 
 def resolve_backend(settings: Settings, live_streams: int = 1) -> str:
-    """"auto" → "process" when several live streams share the node, else "thread" (one stream, files,
+    """ "auto" → "process" when several live streams share the node, else "thread" (one stream, files,
     tests: no start-up cost, no extra memory)."""
     b = settings.executor.backend
     if b != "auto":

@@ -76,7 +76,9 @@ class ProcessExecutor:
 
     name = "process"
 
-    def __init__(self, factory: AnalyzerFactoryFn, *, settings: Any = None, workers: int | None = None) -> None:
+    def __init__(
+        self, factory: AnalyzerFactoryFn, *, settings: Any = None, workers: int | None = None
+    ) -> None:
         import multiprocessing
 
         self.factory = factory
@@ -154,7 +156,9 @@ class ProcessExecutor:
                     "pid": pid,
                     "ready": s.ready,
                     "broken": s.broken,
-                    "streams": sum(1 for i, t in self._assign.values() if i == s.index and now - t < ACTIVE_S),
+                    "streams": sum(
+                        1 for i, t in self._assign.values() if i == s.index and now - t < ACTIVE_S
+                    ),
                     "queued": len(s.queue),
                     "running": len(s.busy or ()),
                     "completed": s.completed,
@@ -219,7 +223,9 @@ class ProcessExecutor:
         rep_send.close()
         try:
             if not rep_recv.poll(self._start_timeout):
-                raise WorkerFailed(f"worker {slot.index} did not load its analyzer in {self._start_timeout:.0f} s")
+                raise WorkerFailed(
+                    f"worker {slot.index} did not load its analyzer in {self._start_timeout:.0f} s"
+                )
             msg = rep_recv.recv()
         except (EOFError, OSError) as e:
             msg = ("failed", f"worker exited during start-up (exit code {proc.exitcode}): {e}")
@@ -299,10 +305,9 @@ class ProcessExecutor:
         slot.batch_id += 1
         slot.busy = batch
         slot.sent_at = time.perf_counter()
-        try:
+        # a worker that died between two messages fails the send; its reader thread reports the death
+        with contextlib.suppress(OSError, ValueError):
             slot.requests.send(("batch", slot.batch_id, [j.desc for j in batch]))
-        except (OSError, ValueError):  # the worker died between two messages: the reader reports it
-            pass
 
     def _on_reply(self, slot: _Slot, gen: int, msg: tuple[Any, ...]) -> None:
         if gen != slot.generation or slot.busy is None or msg[1] != slot.batch_id:
@@ -337,13 +342,19 @@ class ProcessExecutor:
         if gen != slot.generation or self._closing:
             return
         code = slot.proc.exitcode if slot.proc is not None else None
-        log.warning("analysis worker %d (pid %s) died (exit code %s); replacing it", slot.index,
-                    getattr(slot.proc, "pid", None), code)
+        log.warning(
+            "analysis worker %d (pid %s) died (exit code %s); replacing it",
+            slot.index,
+            getattr(slot.proc, "pid", None),
+            code,
+        )
         slot.ready = False
         slot.restarts += 1
         batch, slot.busy = slot.busy or [], None
         retry = [j for j in batch if j.tries < 1]
-        self._fail([j for j in batch if j.tries >= 1], WorkerFailed(f"worker {slot.index} died twice on this window"))
+        self._fail(
+            [j for j in batch if j.tries >= 1], WorkerFailed(f"worker {slot.index} died twice on this window")
+        )
         for j in reversed(retry):  # back at the head of the queue, in order
             j.tries += 1
             self.retried += 1

@@ -12,6 +12,7 @@ caches only small arrays — boxes and probabilities), because the segment is re
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from multiprocessing import shared_memory
 from typing import Any
@@ -80,14 +81,10 @@ class SegmentPool:
 
 
 def _destroy(seg: Segment) -> None:
-    try:
+    with contextlib.suppress(BufferError):  # a view is still alive somewhere: unlink anyway
         seg.shm.close()
-    except BufferError:  # a view is still alive somewhere: unlink anyway, the OS frees it later
-        pass
-    try:
+    with contextlib.suppress(FileNotFoundError):
         seg.shm.unlink()
-    except FileNotFoundError:
-        pass
 
 
 def window_nbytes(w: Window) -> int:
@@ -158,8 +155,6 @@ class Attached:
 
     def close(self) -> None:
         for shm in self._shm.values():
-            try:
+            with contextlib.suppress(BufferError):
                 shm.close()
-            except BufferError:
-                pass
         self._shm.clear()

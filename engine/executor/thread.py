@@ -91,7 +91,9 @@ class ThreadExecutor:
                 if len(results) != len(windows):
                     raise RuntimeError(f"analyzer returned {len(results)} results for {len(windows)} windows")
             except Exception as e:
-                log.warning("analyzer failed on a batch of %d windows: %s: %s", len(items), type(e).__name__, e)
+                log.warning(
+                    "analyzer failed on a batch of %d windows: %s: %s", len(items), type(e).__name__, e
+                )
                 self.failed += len(items)
                 for _, fut in items:
                     if not fut.done():
