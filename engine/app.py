@@ -92,6 +92,32 @@ def build_analyzer(settings: Settings) -> Any:
     return LiteAnalyzer.from_profile(profile_dir, settings.lite, runtime=settings.runtime)
 
 
+async def build_executor(settings: Settings, live_streams: int) -> Any:
+    """The fast path's executor when it is not the in-process thread (`executor.backend`; "auto" picks
+    worker processes for several live streams), started; None for the thread backend.
+
+    r1-omni stays in process (its reasoning comes from the same in-process generation). If the worker
+    processes cannot start, the node still runs: one line says why and analysis stays in this process.
+    """
+    from affectstream.engine.executor.base import AnalyzerFactory, make_executor, resolve_backend
+
+    if settings.profile != "lite" or resolve_backend(settings, live_streams) == "thread":
+        return None
+    ex = settings.executor
+    profile_dir = await asyncio.to_thread(ensure_profile, "lite")
+    factory = AnalyzerFactory.from_settings(settings, profile_dir=str(profile_dir), threads=ex.threads_per_worker)
+    try:
+        executor = make_executor(settings, factory)
+        await executor.start()
+    except Exception as e:
+        if ex.backend != "auto":
+            raise UsageError(f"executor backend {ex.backend!r} unavailable: {e}") from e
+        print(f"affectstream: analysis worker processes unavailable ({e}); analysing in this process",
+              file=sys.stderr)
+        return None
+    return executor
+
+
 def make_smoother(settings: Settings) -> Any:
     from affectstream.engine.smoother import Smoother, SmootherSettings
 
@@ -176,6 +202,7 @@ class App:
     sinks: list[Any]
     broker: Any = None
     slow: Any = None
+    executor: Any = None  # worker processes (or Ray) when the fast path does not run in this process
     _closed: bool = field(default=False, repr=False)
 
     def undelivered(self) -> tuple[int, str | None]:
@@ -188,6 +215,9 @@ class App:
         if self._closed:
             return
         self._closed = True
+        if self.executor is not None:
+            with contextlib.suppress(Exception):
+                await self.executor.close()
         with contextlib.suppress(Exception):
             self.analyzer.close()
         if self.slow is not None:
@@ -202,8 +232,12 @@ async def build_app(
     *,
     extra_sinks: Sequence[Any] = (),
     on_result: Callable[[WindowResult], None] | None = None,
+    live_streams: int = 1,
 ) -> App:
     """Prepare the profile, open the sinks, load the analyzer and reasoning, and wire the Pipeline.
+
+    `live_streams` (how many live streams are expected) lets `executor.backend = "auto"` choose worker
+    processes for several live streams, the in-process thread otherwise.
 
     Sinks open before models load so a bad output path or broker URL fails in a second, not after the
     models have loaded.
@@ -220,7 +254,8 @@ async def build_app(
             sinks.append(mqtt_sink)
         if settings.profile == "lite":
             await asyncio.to_thread(ensure_profile, "lite")
-        analyzer = await asyncio.to_thread(build_analyzer, settings)
+        executor = await build_executor(settings, live_streams)
+        analyzer = None if executor is not None else await asyncio.to_thread(build_analyzer, settings)
     except BaseException:
         if broker is not None:
             await broker.stop()
@@ -232,8 +267,9 @@ async def build_app(
         smoother=make_smoother(settings),
         node_id=settings.mqtt.node_id,
         on_result=on_result,
+        executor=executor,
     )
-    app = App(settings, pipeline, analyzer, sinks, broker)
+    app = App(settings, pipeline, analyzer, sinks, broker, executor=executor)
     if settings.reasoning.enabled:
         app.slow = build_slow_path(settings, pipeline)
         pipeline.slow_path = app.slow
@@ -274,7 +310,8 @@ async def run_sources(
     if not sources:
         return 1
 
-    app = await build_app(settings, on_result=on_result)
+    live = sum(1 for s in sources if s.live or settings.realtime)
+    app = await build_app(settings, on_result=on_result, live_streams=live)
     _on_stop_signals(app.pipeline.stop)
     try:
         states = await app.pipeline.run(sources)
@@ -289,6 +326,27 @@ async def run_sources(
             file=sys.stderr,
         )
     return 1 if failed or undelivered else 0
+
+
+async def run_on_ray(settings: Settings, source_args: Sequence[str], address: str | None) -> int:
+    """`affectstream run --ray [ADDRESS]`: every source becomes a stream actor on a Ray cluster
+    (engine/distributed/); this process coordinates and owns the node id's `available` and `stats`."""
+    need("ray", "ray")
+    from affectstream.engine.distributed.launch import run_cluster
+
+    if settings.profile == "lite":
+        await asyncio.to_thread(ensure_profile, "lite")
+    if settings.reasoning.enabled:
+        print("affectstream: --ray runs the fast path only; reasoning is not distributed yet", file=sys.stderr)
+    if settings.jsonl:
+        print("affectstream: --ray publishes to MQTT only; --jsonl is ignored", file=sys.stderr)
+    node_sink, broker = await start_mqtt(settings)
+    url = None if node_sink is None else (broker.url if broker is not None else settings.mqtt.url)
+    try:
+        return await run_cluster(settings, source_args, address=address, mqtt_url=url, node_sink=node_sink)
+    finally:
+        if broker is not None:
+            await broker.stop()
 
 
 # --------------------------------------------------------------------------- serve
@@ -337,7 +395,8 @@ async def serve(settings: Settings, opts: ServeOptions) -> int:
     _check_serve_options(opts)
     token, generated = resolve_token(opts.host, opts.token)
     channels = DataChannelSink()
-    app = await build_app(settings, extra_sinks=[channels])
+    # every caller is a live stream; several are expected, so "auto" runs the fast path in worker processes
+    app = await build_app(settings, extra_sinks=[channels], live_streams=max(2, opts.max_peers))
     config = ServerConfig(
         host=opts.host,
         port=opts.port,

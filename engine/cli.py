@@ -23,7 +23,6 @@ from typing import Any
 from affectstream.engine import __version__
 from affectstream.engine.errors import UsageError
 
-
 # A user-facing error: printed as one line, exit code 2 (kept under this name for the subcommands).
 CliError = UsageError
 
@@ -80,12 +79,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(settings.to_json())
         return 0
+    ray = getattr(args, "ray", None)
+    if ray is not None:
+        address, args.sources = _ray_address(ray, list(args.sources))
     if not args.sources:
         raise CliError("no SOURCE given (a file, camera:N, rtsp://..., udp://..., http(s)://..., mic)")
+    if ray is not None:
+        from affectstream.engine.app import run_on_ray
+
+        return asyncio.run(run_on_ray(settings, args.sources, address))
     from affectstream.engine.app import run_sources
 
     quiet = args.quiet or settings.jsonl == "-"
     return asyncio.run(run_sources(settings, args.sources, on_result=None if quiet else _print_window_result))
+
+
+def _ray_address(value: str, sources: list[str]) -> tuple[str | None, list[str]]:
+    """`--ray` alone starts a local Ray; `--ray HOST:PORT` / `auto` / `ray://...` joins a cluster. A value
+    that is none of these is a SOURCE that argparse put after a bare `--ray`."""
+    import re
+
+    if value == "local":
+        return None, sources
+    if value == "auto" or value.startswith("ray://") or re.fullmatch(r"[\w.-]+:\d{1,5}", value):
+        return value, sources
+    return None, [value, *sources]
 
 
 # --------------------------------------------------------------------------- serve
@@ -197,6 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("-q", "--quiet", action="store_true", help="no per-window lines on stdout")
     r.add_argument("--print-config", action="store_true", help="print the merged settings and exit")
+    r.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="run each stream as an actor on a Ray cluster (HOST:PORT or auto; alone: a local Ray); "
+        "pip install 'affectstream[ray]'",
+    )
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("serve", help="WebRTC server with a web page for live video calls")
