@@ -294,6 +294,28 @@ class SmoothingSettings(Section):
     hysteresis: float = Field(0.1, ge=0, le=1, description="Margin a new label needs to take over.")
 
 
+class PrivacySettings(Section):
+    """Responsible-use controls (README "Responsible use"). Frames and audio are never stored or published
+    whatever is set here; these settings govern the results, which are personal data too."""
+
+    retention_hours: float | None = Field(
+        None,
+        gt=0,
+        description="Keep JSONL/report outputs at most this long: when affectstream writes one, it deletes its "
+        "own older outputs in that folder (recognised by content) and reports leave out older results. "
+        "None: keep.",
+    )
+    notice: str = Field(
+        "Emotion analysis active: this page estimates emotions from your camera and microphone. Nothing is "
+        "recorded; only labels and scores leave the server.",
+        max_length=2000,
+        description="Notice shown on the call page before and during a call.",
+    )
+    consent: bool = Field(
+        True, description="The call page asks the caller to agree to the notice before the call can start."
+    )
+
+
 class Settings(BaseSettings):
     """Everything `affectstream run` can be told. See README 'Configuration'."""
 
@@ -311,6 +333,7 @@ class Settings(BaseSettings):
     omni: OmniSettings = Field(default_factory=OmniSettings)
     smoothing: SmoothingSettings = Field(default_factory=SmoothingSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
 
     def to_json(self) -> str:
         """The merged settings as JSON, with the MQTT password (field and URL) shown as `***`."""
