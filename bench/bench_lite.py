@@ -36,16 +36,17 @@ VAD_SEQUENCE_SHA256 = "9ccdacc4719d8aa7e45a77536bfabec45a03ba1f2fad5e241ab4060b2
 
 def extract_vad_sequence(profile: Path) -> Path:
     """silero_vad_16k_sequence.onnx from the pinned silero-vad 6.2.3 wheel, hash-checked."""
-    import hashlib
     import tempfile
     import zipfile
+
+    from affectstream.engine.hashing import sha256_bytes
 
     candidates = [profile.parent.parent / "wheels", Path.home() / ".cache/affectstream-test/wheels"]
     for d in candidates:
         for whl in sorted(d.glob("silero_vad-6.2.3-*.whl")):
             with zipfile.ZipFile(whl) as z:
                 data = z.read("silero_vad/data/silero_vad_16k_sequence.onnx")
-            if hashlib.sha256(data).hexdigest() != VAD_SEQUENCE_SHA256:
+            if sha256_bytes(data) != VAD_SEQUENCE_SHA256:
                 raise SystemExit(f"{whl}: silero_vad_16k_sequence.onnx hash mismatch")
             out = Path(tempfile.mkdtemp()) / "silero_vad_16k_sequence.onnx"
             out.write_bytes(data)

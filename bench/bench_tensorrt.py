@@ -1,4 +1,4 @@
-"""TensorRT engines vs the ONNX Runtime CPU baseline, measured in the same run.
+"""TensorRT plans vs the ONNX Runtime CPU baseline, measured in the same run.
 
     python bench/bench_tensorrt.py [--onnx-dir DIR | --profile lite] [--precisions fp32,fp16,int8]
                                    [--calib examples/sample.mp4] [--iters 50]
@@ -79,7 +79,7 @@ def bench_gpu(args: argparse.Namespace) -> int:
     _, comps = onnx_components(args)
     out = Path(args.out or tempfile.mkdtemp(prefix="trt-bench-"))
     threads = min(8, os.cpu_count() or 1)
-    print(f"engines in {out}; ORT CPU baseline with {threads} threads")
+    print(f"plans in {out}; ORT CPU baseline with {threads} threads")
     print(
         f"{'encoder':16} {'prec':5} {'build s':>8} {'batch':>5} {'ORT CPU ms':>10} {'TRT ms':>8} {'ratio':>7}  accuracy"
     )
@@ -95,7 +95,7 @@ def bench_gpu(args: argparse.Namespace) -> int:
             components=[c for c, _ in comps if c != "vad"],
         )
         for r in results:
-            if r.engine is None:
+            if r.plan is None:
                 print(f"{r.component:16} {prec:5} {r.status}: {'; '.join(r.notes)[:160]}")
                 if r.status == "failed":
                     failures.append(f"{r.component} {prec}: build failed")
@@ -106,7 +106,7 @@ def bench_gpu(args: argparse.Namespace) -> int:
             shapes = default_shape_profile(path, r.component)
             feed = feed_for(path, shapes)
             ort_rt = OrtRuntime(path, ["CPUExecutionProvider"], threads)
-            trt_rt = TensorRTRuntime(r.engine)
+            trt_rt = TensorRTRuntime(r.plan)
             cpu_ms = timed(lambda o=ort_rt, f=feed: o.run(f), max(5, args.iters // 5))
             gpu_ms = timed(lambda t=trt_rt, f=feed: t.run(f), args.iters)
             acc = r.accuracy.get("summary", "") if r.accuracy else "not checked"
@@ -210,7 +210,7 @@ def main() -> int:
     )
     args = p.parse_args()
     from affectstream.engine.runtimes.base import RuntimeUnavailable
-    from affectstream.engine.runtimes.engine_cache import detect_device
+    from affectstream.engine.runtimes.plan_cache import detect_device
 
     try:
         dev = detect_device()

@@ -1,4 +1,4 @@
-"""SHA-256 of files: the one helper every pin, manifest and cache key uses.
+"""SHA-256 of files and bytes: the one helper every pin, manifest and cache key uses.
 
 Pins and manifests compare hex digests, so every caller must hash the same way (whole file, streamed).
 `cached_sha256` remembers digests by (path, size, mtime) because many streams and tests open the same
@@ -14,6 +14,11 @@ from pathlib import Path
 _CHUNK = 1 << 20
 _CACHE: dict[tuple[str, int, int], str] = {}
 _LOCK = threading.Lock()
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of bytes already in memory (cache keys, serialized plans, ids built from text)."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path: str | Path) -> str:

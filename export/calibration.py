@@ -18,7 +18,6 @@ calibrating the expression model on background texture.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from affectstream.engine.hashing import sha256_file
+from affectstream.engine.hashing import sha256_bytes, sha256_file
 from affectstream.engine.types import SAMPLE_RATE, AudioChunk, VideoFrame, Window
 
 PREPROC_VERSION = 1  # bump when any preprocessing below changes: it is part of the calibration id
@@ -270,7 +269,7 @@ def make_calibration_set(
     n_batches = min(max_batches, max(1, -(-n // batch_size)))
     idx = np.arange(n_batches * batch_size) % n
     batches = [np.ascontiguousarray(samples[idx[i : i + batch_size]]) for i in range(0, len(idx), batch_size)]
-    cid = hashlib.sha256(
+    cid = sha256_bytes(
         f"{source_id(Path(source))}|{component}|{batch_size}|{n_batches}|v{PREPROC_VERSION}".encode()
-    ).hexdigest()
+    )
     return CalibrationSet(component, input_name, batches, cid, n)

@@ -1,20 +1,20 @@
-"""`affectstream export tensorrt PROFILE [--fp16] [--int8 --calib SOURCE]`: build TensorRT engines.
+"""`affectstream export tensorrt PROFILE [--fp16] [--int8 --calib SOURCE]`: build TensorRT plans.
 
 For every ONNX encoder of a prepared profile (or a folder of ONNX files) this:
 1. derives an explicit optimisation profile (dynamic batch; sequence axes get their own range) and
    checks the graph with `onnx.checker` plus strict shape inference at the min/opt/max shapes — on any
    machine, before TensorRT is involved, so a graph TensorRT would choke on is caught in CI;
-2. computes the engine-cache key (GPU/SoC, compute capability, TensorRT version, precision, shapes,
-   ONNX hash, calibration data) and skips the build when a matching intact engine exists; stale or
-   foreign engines of that precision are deleted (see `engine/runtimes/engine_cache.py`);
+2. computes the plan-cache key (GPU/SoC, compute capability, TensorRT version, precision, shapes,
+   ONNX hash, calibration data) and skips the build when a matching intact plan exists; stale or
+   foreign plans of that precision are deleted (see `engine/runtimes/plan_cache.py`);
 3. prepares the graph for the precision (`export/precision.py`): INT8 = a Q/DQ graph calibrated with
    the entropy method on real windows of SOURCE (the calibrated graph + its scale table are the
    calibration cache, reused while source and data are unchanged); FP16 = builder flags on TensorRT
    < 11, an FP16 graph on strongly typed TensorRT ≥ 11. The reduced graph's own accuracy vs FP32 is
    measured on ONNX Runtime CPU;
 4. builds with the TensorRT Python API (per-device timing cache, builder log file) and runs the
-   accuracy check (`export/accuracy.py`) of the new engine against ONNX Runtime CPU on real windows,
-   recording the figures in the engine's sidecar.
+   accuracy check (`export/accuracy.py`) of the new plan against ONNX Runtime CPU on real windows,
+   recording the figures in the plan's sidecar.
 
 TensorRT is imported lazily: steps 1–3 and all argument handling work without it.
 """
@@ -35,19 +35,18 @@ from typing import Any
 import numpy as np
 from affectstream.engine.hashing import sha256_file
 from affectstream.engine.runtimes.base import ModelFileError, RuntimeUnavailable
-from affectstream.engine.runtimes.engine_cache import (
+from affectstream.engine.runtimes.plan_cache import (
     DeviceIdentity,
-    EngineCache,
-    EngineKey,
+    PlanCache,
+    PlanKey,
     ShapeRange,
     default_cache_root,
     detect_device,
-
 )
 
 log = logging.getLogger("affectstream.export.tensorrt")
 
-# Components not worth an engine, with the reason printed when skipped.
+# Components not worth a plan, with the reason printed when skipped.
 SKIP = {
     "vad": "Silero VAD is a tiny stateful RNN (If/Loop ops); ONNX Runtime CPU runs it in ~0.13 ms/chunk",
 }
@@ -74,7 +73,7 @@ LARGE_ONNX = 1_800_000_000  # protobuf's 2 GB limit: check such graphs by path, 
 
 
 class BuildError(RuntimeError):
-    """An engine could not be built; the message says why and where the builder log is."""
+    """A plan could not be built; the message says why and where the builder log is."""
 
 
 # --------------------------------------------------------------------------- shapes (no TensorRT)
@@ -266,7 +265,7 @@ def weakly_typed_builder() -> bool:
         return False
 
 
-def build_engine_bytes(
+def build_plan_bytes(
     onnx_path: Path,
     *,
     precision: str,
@@ -275,7 +274,7 @@ def build_engine_bytes(
     timing_cache: Path,
     workspace_bytes: int = 4 << 30,
 ) -> bytes:
-    """Parse the ONNX file and build a serialized engine (TensorRT 8.6, 10.x and 11.x APIs).
+    """Parse the ONNX file and build a serialized plan (TensorRT 8.6, 10.x and 11.x APIs).
 
     `onnx_path` is already the graph for `precision`: the FP32 export, its FP16 copy (TensorRT ≥ 11)
     or its INT8 Q/DQ copy. On TensorRT < 11 the FP16/INT8 flags are set as well, which lets the
@@ -326,19 +325,19 @@ class BuildResult:
     component: str
     precision: str
     status: str  # "built", "cached", "skipped", "failed"
-    engine: Path | None = None
+    plan: Path | None = None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
-    accuracy: dict[str, Any] | None = None  # engine vs ORT CPU (FP32 graph)
+    accuracy: dict[str, Any] | None = None  # plan vs ORT CPU (FP32 graph)
     graph_accuracy: dict[str, Any] | None = None  # reduced-precision ONNX graph vs FP32, both ORT CPU
 
     def line(self) -> str:
         acc = ""
         if self.accuracy:
-            acc += f"; engine vs ORT CPU: {self.accuracy['summary']}"
+            acc += f"; plan vs ORT CPU: {self.accuracy['summary']}"
         if self.graph_accuracy:
             acc += f"; {self.precision} graph vs FP32 (ORT CPU): {self.graph_accuracy['summary']}"
-        where = f" → {self.engine}" if self.engine else ""
+        where = f" → {self.plan}" if self.plan else ""
         extra = f" ({'; '.join(self.notes)})" if self.notes else ""
         return f"{self.component} {self.precision}: {self.status} in {self.seconds:.1f} s{acc}{where}{extra}"
 
@@ -368,7 +367,7 @@ def export_tensorrt(
     device: DeviceIdentity | None = None,
     device_index: int = 0,
 ) -> list[BuildResult]:
-    """Build (or reuse) an engine for every ONNX component of `profile`. See the module docstring."""
+    """Build (or reuse) a plan for every ONNX component of `profile`. See the module docstring."""
     from affectstream.export import calibration as cal
 
     precision = precision_from_flags(fp16, int8)
@@ -376,7 +375,7 @@ def export_tensorrt(
         raise BuildError("--int8 needs --calib SOURCE: a clip with real faces (and speech) to calibrate on")
     prof_root, onnx_files = list_onnx_components(profile)
     root = Path(out) if out else default_cache_root()
-    cache = EngineCache(root)
+    cache = PlanCache(root)
     device = device or detect_device(device_index)  # raises RuntimeUnavailable with the reason
     logs = root / "logs"
     timing = (
@@ -431,14 +430,14 @@ def export_tensorrt(
             int8_here = comp_precision == "int8"
             calib_id = calib_set.calibration_id if int8_here and calib_set else ""
             # Cached under the ONNX file's stem: that is what `load_runtime(path)` looks up.
-            key = EngineKey.create(onnx_path.stem, onnx_path, device, comp_precision, shapes, calib_id)
+            key = PlanKey.create(onnx_path.stem, onnx_path, device, comp_precision, shapes, calib_id)
             res.notes += cache.prune(key)
             hit = cache.lookup(key)
             if hit.hit:
-                res.status, res.engine = "cached", hit.path
+                res.status, res.plan = "cached", hit.path
             else:
                 graph = precision_graph(name, onnx_path, comp_precision, calib_set, root / "graphs", res)
-                data = build_engine_bytes(
+                data = build_plan_bytes(
                     graph,
                     precision=comp_precision,
                     profile=shapes,
@@ -448,11 +447,11 @@ def export_tensorrt(
                 extra: dict[str, Any] = {"built_at": time.time(), "onnx": str(onnx_path), "graph": str(graph)}
                 if res.graph_accuracy:
                     extra["graph_accuracy"] = res.graph_accuracy
-                res.engine = cache.store(key, data, extra)
+                res.plan = cache.store(key, data, extra)
                 res.status = "built"
                 if calib_set is not None:
                     res.accuracy = accuracy_check(
-                        onnx_path, res.engine, calib_set, comp_precision, device_index, component=name
+                        onnx_path, res.plan, calib_set, comp_precision, device_index, component=name
                     )
                     cache.store(key, data, {**extra, "accuracy": res.accuracy})
         except (RuntimeError, TypeError, cal.CalibrationError, ValueError) as e:
@@ -518,8 +517,8 @@ def _report_dict(rep: Any) -> dict[str, Any]:
 def list_onnx_components(profile: str | Path) -> tuple[Path, list[tuple[str, Path]]]:
     """(folder, [(component, onnx path)]) of a prepared profile (by name or folder, via its manifest,
     hashes verified) or of a plain folder of ONNX files (e.g. `export/omni_onnx.py` output)."""
-    from affectstream.engine.profile import Profile
     from affectstream.engine.manifest import MANIFEST_NAME
+    from affectstream.engine.profile import Profile
 
     p = Path(profile)
     if p.is_dir() and not (p / MANIFEST_NAME).exists():
@@ -534,20 +533,20 @@ def list_onnx_components(profile: str | Path) -> tuple[Path, list[tuple[str, Pat
 
 def accuracy_check(
     onnx_path: Path,
-    engine_path: Path,
+    plan_path: Path,
     calib_set: Any,
     precision: str,
     device_index: int = 0,
     *,
     component: str = "",
 ) -> dict[str, Any]:
-    """New engine vs ONNX Runtime CPU on the FP32 graph, on the real-window batches (export/accuracy.py)."""
+    """New plan vs ONNX Runtime CPU on the FP32 graph, on the real-window batches (export/accuracy.py)."""
     from affectstream.engine.runtimes.onnx import OrtRuntime
     from affectstream.engine.runtimes.tensorrt import TensorRTRuntime
     from affectstream.export.accuracy import compare_runtimes
 
     ref = OrtRuntime(onnx_path, providers=["CPUExecutionProvider"], threads=None)
-    eng = TensorRTRuntime(engine_path, device_index=device_index, precision=precision)
+    eng = TensorRTRuntime(plan_path, device_index=device_index, precision=precision)
     try:
         rep = compare_runtimes(ref, eng, calib_set.feeds(), precision, component=component)
     finally:

@@ -98,7 +98,7 @@ def test_strict_tensorrt_raises_with_the_reason(expression_onnx: Path, tmp_path:
 
 
 @pytest.mark.skipif(not _tensorrt_absent(), reason="tensorrt is installed here")
-def test_an_engine_file_needs_tensorrt(tmp_path: Path) -> None:
+def test_a_plan_file_needs_tensorrt(tmp_path: Path) -> None:
     eng = tmp_path / "face_short.engine"
     eng.write_bytes(b"\0" * 16)
     with pytest.raises(RuntimeUnavailable, match="tensorrt: Python package not installed"):

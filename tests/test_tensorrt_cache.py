@@ -1,4 +1,4 @@
-"""Engine-cache keys and invalidation: a stale or foreign engine is never handed out for loading."""
+"""Plan-cache keys and invalidation: a stale or foreign TensorRT plan is never handed out for loading."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from affectstream.engine.runtimes.engine_cache import DeviceIdentity, EngineCache, EngineKey, ShapeRange
+from affectstream.engine.runtimes.plan_cache import DeviceIdentity, PlanCache, PlanKey, ShapeRange
 from fixtures_tensorrt import make_conv_classifier
 
 H100 = DeviceIdentity("NVIDIA H100 80GB HBM3", "9.0", "10.5.0")
@@ -14,8 +14,8 @@ ORIN = DeviceIdentity("Orin (NVIDIA Jetson AGX Orin Developer Kit)", "8.7", "10.
 PROFILE = {"input": ShapeRange((1, 1, 64, 64), (16, 1, 64, 64), (64, 1, 64, 64))}
 
 
-def key(onnx: Path, device: DeviceIdentity = H100, precision: str = "fp16", **kw) -> EngineKey:
-    return EngineKey.create("expression", onnx, device, precision, kw.pop("profile", PROFILE), **kw)
+def key(onnx: Path, device: DeviceIdentity = H100, precision: str = "fp16", **kw) -> PlanKey:
+    return PlanKey.create("expression", onnx, device, precision, kw.pop("profile", PROFILE), **kw)
 
 
 def test_every_key_field_changes_the_digest(tiny_onnx: Path, tmp_path: Path) -> None:
@@ -47,11 +47,11 @@ def test_every_key_field_changes_the_digest(tiny_onnx: Path, tmp_path: Path) -> 
 
 def test_key_json_roundtrip(tiny_onnx: Path) -> None:
     k = key(tiny_onnx, precision="int8", calibration_id="c0ffee")
-    assert EngineKey.from_json(json.loads(json.dumps(k.to_json()))) == k
+    assert PlanKey.from_json(json.loads(json.dumps(k.to_json()))) == k
 
 
 def test_store_then_lookup_hits(tiny_onnx: Path, tmp_path: Path) -> None:
-    cache = EngineCache(tmp_path / "engines")
+    cache = PlanCache(tmp_path / "engines")
     k = key(tiny_onnx)
     path = cache.store(k, b"serialized-engine-bytes", {"note": "x"})
     found = cache.lookup(k)
@@ -63,7 +63,7 @@ def test_store_then_lookup_hits(tiny_onnx: Path, tmp_path: Path) -> None:
 
 def test_changed_onnx_is_stale_and_pruned(tmp_path: Path) -> None:
     onnx = make_conv_classifier(tmp_path / "expression.onnx", seed=0)
-    cache = EngineCache(tmp_path / "engines")
+    cache = PlanCache(tmp_path / "engines")
     old = cache.store(key(onnx), b"old-engine")
     make_conv_classifier(onnx, seed=1)  # the model was re-exported: different weights
     k = key(onnx)
@@ -76,8 +76,8 @@ def test_changed_onnx_is_stale_and_pruned(tmp_path: Path) -> None:
     assert not old.exists() and not old.with_suffix(".json").exists()
 
 
-def test_foreign_engine_is_never_loaded(tiny_onnx: Path, tmp_path: Path) -> None:
-    cache = EngineCache(tmp_path / "engines")
+def test_foreign_plan_is_never_loaded(tiny_onnx: Path, tmp_path: Path) -> None:
+    cache = PlanCache(tmp_path / "engines")
     cache.store(key(tiny_onnx, ORIN), b"built-on-a-jetson")
     found = cache.find_loadable("expression", tiny_onnx, H100, ("int8", "fp16", "fp32"))
     assert found.path is None
@@ -88,7 +88,7 @@ def test_foreign_engine_is_never_loaded(tiny_onnx: Path, tmp_path: Path) -> None
 
 def test_forged_sidecar_is_refused(tiny_onnx: Path, tmp_path: Path) -> None:
     """An engine copied in under the right file name but with a foreign key inside is refused."""
-    cache = EngineCache(tmp_path / "engines")
+    cache = PlanCache(tmp_path / "engines")
     foreign = cache.store(key(tiny_onnx, ORIN), b"jetson-engine")
     want = key(tiny_onnx, H100)
     target = cache.root / "expression" / f"fp16-{want.digest()}.engine"
@@ -98,8 +98,8 @@ def test_forged_sidecar_is_refused(tiny_onnx: Path, tmp_path: Path) -> None:
     assert not res.hit and "Orin" in res.reasons[0]
 
 
-def test_tampered_engine_bytes_are_refused(tiny_onnx: Path, tmp_path: Path) -> None:
-    cache = EngineCache(tmp_path / "engines")
+def test_tampered_plan_bytes_are_refused(tiny_onnx: Path, tmp_path: Path) -> None:
+    cache = PlanCache(tmp_path / "engines")
     k = key(tiny_onnx)
     p = cache.store(k, b"good-engine")
     p.write_bytes(b"truncated")
@@ -109,7 +109,7 @@ def test_tampered_engine_bytes_are_refused(tiny_onnx: Path, tmp_path: Path) -> N
 
 
 def test_unreadable_sidecar_is_a_miss_and_pruned(tiny_onnx: Path, tmp_path: Path) -> None:
-    cache = EngineCache(tmp_path / "engines")
+    cache = PlanCache(tmp_path / "engines")
     k = key(tiny_onnx)
     p = cache.store(k, b"engine")
     p.with_suffix(".json").write_text("{not json")
@@ -119,7 +119,7 @@ def test_unreadable_sidecar_is_a_miss_and_pruned(tiny_onnx: Path, tmp_path: Path
 
 
 def test_precisions_coexist(tiny_onnx: Path, tmp_path: Path) -> None:
-    cache = EngineCache(tmp_path / "engines")
+    cache = PlanCache(tmp_path / "engines")
     fp16 = cache.store(key(tiny_onnx), b"fp16")
     int8 = cache.store(key(tiny_onnx, precision="int8", calibration_id="c1"), b"int8")
     assert cache.prune(key(tiny_onnx)) == []

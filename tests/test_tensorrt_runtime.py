@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from affectstream.engine.runtimes.base import RuntimeUnavailable
-from affectstream.engine.runtimes.engine_cache import ShapeRange
+from affectstream.engine.runtimes.plan_cache import ShapeRange
 from affectstream.engine.runtimes.tensorrt import batch_slices, check_shape, import_tensorrt, split_batches
 from fixtures_tensorrt import trt_missing_reason
 
@@ -56,13 +56,13 @@ def test_build_load_and_match_onnxruntime(tiny_onnx: Path, tmp_path: Path, preci
     """GPU machines: build an engine the way the exporter does (precision graph + flags), run batches
     above the profile max, compare with ORT CPU. (Mechanics test: the INT8 scales come from synthetic
     batches here; real-window calibration is covered by the exporter and bench/gpu_check_trt.sh.)"""
-    from affectstream.engine.runtimes.engine_cache import EngineCache, EngineKey, detect_device
     from affectstream.engine.runtimes.onnx import OrtRuntime
+    from affectstream.engine.runtimes.plan_cache import PlanCache, PlanKey, detect_device
     from affectstream.engine.runtimes.select import load_runtime
     from affectstream.engine.runtimes.tensorrt import TensorRTRuntime
     from affectstream.export.accuracy import compare_runtimes
     from affectstream.export.precision import quantize_int8_qdq, to_fp16_onnx
-    from affectstream.export.tensorrt import build_engine_bytes, weakly_typed_builder
+    from affectstream.export.tensorrt import build_plan_bytes, weakly_typed_builder
 
     prof = {"input": ShapeRange((1, 1, 64, 64), (4, 1, 64, 64), (8, 1, 64, 64))}
     rng = np.random.default_rng(1)
@@ -74,7 +74,7 @@ def test_build_load_and_match_onnxruntime(tiny_onnx: Path, tmp_path: Path, preci
         graph = quantize_int8_qdq(
             tiny_onnx, feeds, tmp_path / "tiny_int8.onnx", calibration_id="gpu-test"
         ).path
-    data = build_engine_bytes(
+    data = build_plan_bytes(
         graph,
         precision=precision,
         profile=prof,
@@ -83,8 +83,8 @@ def test_build_load_and_match_onnxruntime(tiny_onnx: Path, tmp_path: Path, preci
     )
     assert (tmp_path / "timing.cache").stat().st_size > 0 and (tmp_path / "build.log").exists()
     dev = detect_device()
-    cache = EngineCache(tmp_path / "engines")
-    path = cache.store(EngineKey.create("tiny", tiny_onnx, dev, precision, prof), data)
+    cache = PlanCache(tmp_path / "engines")
+    path = cache.store(PlanKey.create("tiny", tiny_onnx, dev, precision, prof), data)
     rt = TensorRTRuntime(path)
     assert rt.max_batch == 8 and rt.describe().precision == precision
     x = np.random.default_rng(0).uniform(-1, 1, (19, 1, 64, 64)).astype(np.float32)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from affectstream.engine.profile import Profile
 from affectstream.engine.runtimes.base import RuntimeUnavailable
-from affectstream.engine.runtimes.engine_cache import DeviceIdentity, EngineCache, EngineKey, ShapeRange
 from affectstream.engine.runtimes.onnx import OrtRuntime
+from affectstream.engine.runtimes.plan_cache import DeviceIdentity, PlanCache, PlanKey, ShapeRange
 from affectstream.export import tensorrt as trt_export
 from affectstream.export.accuracy import AccuracyReport, compare_outputs, compare_runtimes
 from affectstream.export.calibration import make_calibration_set, read_windows
@@ -172,18 +172,18 @@ def test_export_without_tensorrt_reports_why(lite_profile: Path, tmp_path: Path,
 def test_export_pipeline_up_to_the_builder(lite_profile: Path, tmp_path: Path, calib_clip: Path) -> None:
     """Everything before TensorRT runs here: profiles, checks, calibration data, cache hits, stale pruning."""
     prof = Profile.load(lite_profile)
-    cache = EngineCache(tmp_path)
+    cache = PlanCache(tmp_path)
     onnx_path = prof.path("face_short")
     shapes = default_shape_profile(onnx_path, "face_short")
-    key = EngineKey.create("face_short", onnx_path, FAKE_GPU, "fp16", shapes)
+    key = PlanKey.create("face_short", onnx_path, FAKE_GPU, "fp16", shapes)
     cached = cache.store(key, b"previously built engine")
     stale = cache.store(
-        EngineKey("face_short", "0" * 64, FAKE_GPU, "fp16", key.shapes), b"engine of an older export"
+        PlanKey("face_short", "0" * 64, FAKE_GPU, "fp16", key.shapes), b"engine of an older export"
     )
     results = export_tensorrt(lite_profile, fp16=True, out=tmp_path, device=FAKE_GPU, check_source=calib_clip)
     by = {r.component: r for r in results}
     assert by["vad"].status == "skipped" and "Silero" in by["vad"].notes[0]
-    assert by["face_short"].status == "cached" and by["face_short"].engine == cached
+    assert by["face_short"].status == "cached" and by["face_short"].plan == cached
     assert any("ONNX file changed" in n for n in by["face_short"].notes) and not stale.exists()
     for comp in ("face_full", "expression"):
         assert by[comp].status == "failed"

@@ -1,6 +1,6 @@
 """Pick the best runtime available for an exported model, and say why better ones were skipped.
 
-Chain: native TensorRT engine → ONNX Runtime TensorRT EP → ONNX Runtime CUDA EP → ONNX Runtime CPU.
+Chain: native TensorRT plan → ONNX Runtime TensorRT EP → ONNX Runtime CUDA EP → ONNX Runtime CPU.
 Every skipped step appends one reason ("tensorrt: Python package not installed", "onnxruntime-cuda:
 session fell back to CPUExecutionProvider", ...) to `RuntimeInfo.fallback_reasons` and the log, so
 `stats` shows *why* a deployment runs slower than expected instead of silently degrading.
@@ -8,7 +8,7 @@ session fell back to CPUExecutionProvider", ...) to `RuntimeInfo.fallback_reason
 `prefer` starts the chain at a given step ("tensorrt", "onnxruntime" = best ORT provider, "cuda",
 "cpu"); steps below it remain as fallbacks unless `strict=True`, in which case the preferred step must
 work or `RuntimeUnavailable` is raised with its reason. A `.engine`/`.plan` path always means native
-TensorRT (no fallback is possible from an engine file).
+TensorRT (no fallback is possible from a plan file).
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def _ort_cache_dir(cache_root: Path, model_path: Path, device_id: int) -> Path:
     ORT names its cached engines by graph and TensorRT version but not by GPU model, so a volume moved
     to a different GPU would otherwise offer it a foreign engine; one folder per device name avoids it.
     """
-    from affectstream.engine.runtimes.engine_cache import jetson_model
+    from affectstream.engine.runtimes.plan_cache import jetson_model
 
     try:
         from affectstream.engine.runtimes.cuda_mem import cuda_device_info
@@ -155,8 +155,8 @@ def _ort_build_hint() -> str:
 
 
 def _trt_step(model_path: Path, cache_root: Path, precision: str | None, device_index: int) -> Runtime:
-    """Load the native engine built for this ONNX file on this GPU, or raise RuntimeUnavailable."""
-    from affectstream.engine.runtimes.engine_cache import EngineCache, detect_device
+    """Load the native plan built for this ONNX file on this GPU, or raise RuntimeUnavailable."""
+    from affectstream.engine.runtimes.plan_cache import PlanCache, detect_device
     from affectstream.engine.runtimes.tensorrt import TensorRTRuntime, import_tensorrt
 
     import_tensorrt()
@@ -164,7 +164,7 @@ def _trt_step(model_path: Path, cache_root: Path, precision: str | None, device_
         raise ModelFileError(f"model file missing: {model_path} (run `affectstream models prepare lite`)")
     device = detect_device(device_index)
     precisions = (precision,) if precision else DEFAULT_PRECISIONS
-    found = EngineCache(cache_root).find_loadable(model_path.stem, model_path, device, precisions)
+    found = PlanCache(cache_root).find_loadable(model_path.stem, model_path, device, precisions)
     for r in found.reasons[1:] if not found.hit else found.reasons:
         log.info("tensorrt: %s", r)
     if not found.hit:
@@ -194,11 +194,11 @@ def load_runtime(
 ) -> Runtime:
     """Load `model_path` with the preferred runtime, falling back with reasons.
 
-    `precision` restricts native TensorRT engines to one precision (default: best built, see
-    DEFAULT_PRECISIONS; env `AFFECTSTREAM_TRT_PRECISION`). `cache_root` holds TensorRT engines
+    `precision` restricts native TensorRT plans to one precision (default: best built, see
+    DEFAULT_PRECISIONS; env `AFFECTSTREAM_TRT_PRECISION`). `cache_root` holds TensorRT plans
     (default `$AFFECTSTREAM_HOME/engines`).
     """
-    from affectstream.engine.runtimes.engine_cache import default_cache_root
+    from affectstream.engine.runtimes.plan_cache import default_cache_root
 
     model_path = Path(model_path)
     precision = precision or os.environ.get("AFFECTSTREAM_TRT_PRECISION") or None

@@ -1,8 +1,8 @@
-"""Native TensorRT runtime: run a serialized engine built by `affectstream export tensorrt`.
+"""Native TensorRT runtime: run a serialized plan built by `affectstream export tensorrt`.
 
 Why native and not only ONNX Runtime's TensorRT execution provider: the native path has no ORT graph
-partitioning (nothing silently falls back to CPU), uses our own versioned engine cache, and supports
-INT8 engines calibrated on real windows. It uses TensorRT's named-tensor API (`set_input_shape`,
+partitioning (nothing silently falls back to CPU), uses our own versioned plan cache, and supports
+INT8 plans calibrated on real windows. It uses TensorRT's named-tensor API (`set_input_shape`,
 `set_tensor_address`, `execute_async_v3`), available in TensorRT 8.5+ (JetPack 6.0 ships 8.6, later
 JetPack 6 releases and NVIDIA's x86-64 containers ship 10.x).
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 from affectstream.engine.runtimes.base import ModelFileError, Runtime, RuntimeInfo, RuntimeUnavailable
-from affectstream.engine.runtimes.engine_cache import ShapeRange
+from affectstream.engine.runtimes.plan_cache import ShapeRange
 
 log = logging.getLogger("affectstream.runtime")
 
@@ -78,9 +78,9 @@ def split_batches(
     ]
 
 
-def read_sidecar_precision(engine_path: Path) -> str:
-    """The precision recorded by the engine cache next to the engine (\"unknown\" if absent)."""
-    js = Path(engine_path).with_suffix(".json")
+def read_sidecar_precision(plan_path: Path) -> str:
+    """The precision recorded by the plan cache next to the plan (\"unknown\" if absent)."""
+    js = Path(plan_path).with_suffix(".json")
     try:
         return str(json.loads(js.read_text())["key"]["precision"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -88,16 +88,16 @@ def read_sidecar_precision(engine_path: Path) -> str:
 
 
 class TensorRTRuntime(Runtime):
-    """A deserialized engine with its execution context, bound by tensor name, run on its own stream."""
+    """A deserialized plan (a TensorRT engine) with its execution context, run on its own stream."""
 
-    def __init__(self, engine_path: Path, *, device_index: int = 0, precision: str | None = None) -> None:
+    def __init__(self, plan_path: Path, *, device_index: int = 0, precision: str | None = None) -> None:
         trt = import_tensorrt()
         from affectstream.engine.runtimes.cuda_mem import require_torch_cuda
 
         torch = require_torch_cuda()
         self._trt, self._torch = trt, torch
         self._lock = threading.Lock()
-        self.path = Path(engine_path)
+        self.path = Path(plan_path)
         if not self.path.is_file():
             raise ModelFileError(
                 f"{self.path}: engine file missing; run `affectstream export tensorrt PROFILE`"

@@ -1,10 +1,10 @@
-"""Where built TensorRT engines live, and the rule that decides whether one may be loaded.
+"""Where built TensorRT plans live, and the rule that decides whether one may be loaded.
 
-A serialized TensorRT engine is tied to the GPU (or Jetson SoC) it was built on, its compute capability,
+A serialized TensorRT plan is tied to the GPU (or Jetson SoC) it was built on, its compute capability,
 the TensorRT version, the precision, the optimisation-profile shapes and, of course, the ONNX graph it
 came from. Loading one built under different conditions either fails deep inside TensorRT or — worse —
-runs with wrong tactics. So every engine is stored next to a JSON sidecar holding its full `EngineKey`,
-and the cache hands out an engine only when the sidecar equals the key computed *now* and the engine's
+runs with wrong tactics. So every plan is stored next to a JSON sidecar holding its full `PlanKey`,
+and the cache hands out a plan only when the sidecar equals the key computed *now* and the plan's
 bytes still hash to what the sidecar recorded. Anything else is stale or foreign: it is reported with a
 reason and rebuilt, never loaded.
 
@@ -13,7 +13,6 @@ This module has no TensorRT or CUDA dependency, so all of its rules are tested o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -21,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from affectstream.engine.hashing import sha256_file
+from affectstream.engine.hashing import sha256_bytes, sha256_file
 
 log = logging.getLogger("affectstream.runtime")
 
@@ -33,7 +32,7 @@ Shape = tuple[int, ...]
 
 @dataclass(frozen=True, slots=True)
 class DeviceIdentity:
-    """What makes an engine non-portable: the exact device and the TensorRT that built it."""
+    """What makes a plan non-portable: the exact device and the TensorRT that built it."""
 
     name: str  # e.g. "NVIDIA H100 80GB HBM3" or "Orin (NVIDIA Jetson AGX Orin Developer Kit)"
     compute_capability: str  # "9.0", "8.7", ...
@@ -67,8 +66,8 @@ def _profile_to_json(profile: ShapeProfile) -> dict[str, dict[str, list[int]]]:
 
 
 @dataclass(frozen=True, slots=True)
-class EngineKey:
-    """Everything an engine depends on. Two keys equal ⇔ the engine may be reused."""
+class PlanKey:
+    """Everything a plan depends on. Two keys equal ⇔ the plan may be reused."""
 
     component: str  # profile component name, e.g. "face_short"
     onnx_sha256: str
@@ -86,7 +85,7 @@ class EngineKey:
         precision: str,
         profile: ShapeProfile,
         calibration_id: str = "",
-    ) -> EngineKey:
+    ) -> PlanKey:
         """Key for building `onnx_path`; `calibration_id` identifies the INT8 calibration data
         (source media hash + sampling + preprocessing), known before calibration runs."""
         if precision not in PRECISIONS:
@@ -109,7 +108,7 @@ class EngineKey:
         }
 
     @classmethod
-    def from_json(cls, d: Mapping[str, object]) -> EngineKey:
+    def from_json(cls, d: Mapping[str, object]) -> PlanKey:
         dev = d["device"]
         assert isinstance(dev, Mapping)
         shapes_raw = d["shapes"]
@@ -128,12 +127,12 @@ class EngineKey:
     def digest(self) -> str:
         """Short stable id used as the file name, so different keys never overwrite each other."""
         blob = json.dumps(self.to_json(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return sha256_bytes(blob)[:16]
 
-    def differences(self, other: EngineKey, *, build_inputs: bool = True) -> list[str]:
+    def differences(self, other: PlanKey, *, build_inputs: bool = True) -> list[str]:
         """Human-readable reasons why `other` (found on disk) cannot stand in for `self` (wanted).
 
-        `build_inputs=False` ignores the shape profile and calibration cache: at load time any engine
+        `build_inputs=False` ignores the shape profile and calibration cache: at load time any plan
         for this exact graph, device, TensorRT and precision is valid (shapes only bound the batch,
         which the runtime chunks), whereas the builder wants an exact match to skip a rebuild.
         """
@@ -141,7 +140,7 @@ class EngineKey:
         if self.component != other.component:
             out.append(f"component {other.component!r} != {self.component!r}")
         if self.onnx_sha256 != other.onnx_sha256:
-            out.append("ONNX file changed since the engine was built")
+            out.append("ONNX file changed since the plan was built")
         if self.device.name != other.device.name:
             out.append(f"built on {other.device.name!r}, this device is {self.device.name!r}")
         if self.device.compute_capability != other.device.compute_capability:
@@ -163,15 +162,15 @@ class EngineKey:
 
 @dataclass(slots=True)
 class CacheEntry:
-    key: EngineKey
-    engine_path: Path
-    engine_sha256: str
+    key: PlanKey
+    plan_path: Path
+    plan_sha256: str
     extra: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
 class Lookup:
-    """Result of asking the cache for an engine: a path to load, or the reasons there is none."""
+    """Result of asking the cache for a plan: a path to load, or the reasons there is none."""
 
     path: Path | None
     reasons: list[str]
@@ -181,13 +180,13 @@ class Lookup:
         return self.path is not None
 
 
-class EngineCache:
+class PlanCache:
     """A folder of `<component>/<digest>.engine` + `<digest>.json`. Keep it in a volume in containers."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
-    def _paths(self, key: EngineKey) -> tuple[Path, Path]:
+    def _paths(self, key: PlanKey) -> tuple[Path, Path]:
         d = self.root / key.component
         stem = f"{key.precision}-{key.digest()}"
         return d / f"{stem}.engine", d / f"{stem}.json"
@@ -211,95 +210,95 @@ class EngineCache:
             if d.get("sidecar_version") != SIDECAR_VERSION:
                 return None
             return CacheEntry(
-                key=EngineKey.from_json(d["key"]),
-                engine_path=js.with_suffix(".engine"),
-                engine_sha256=str(d["engine_sha256"]),
+                key=PlanKey.from_json(d["key"]),
+                plan_path=js.with_suffix(".engine"),
+                plan_sha256=str(d["engine_sha256"]),
                 extra=dict(d.get("extra", {})),
             )
         except (OSError, ValueError, KeyError, TypeError, AssertionError):
             return None
 
-    def lookup(self, key: EngineKey) -> Lookup:
-        """Return the engine for `key` only if its sidecar matches exactly and its bytes are intact."""
-        engine, sidecar = self._paths(key)
-        if not sidecar.exists() or not engine.exists():
-            reasons = [f"no engine built for {key.component} ({key.precision}) on {key.device.name}"]
+    def lookup(self, key: PlanKey) -> Lookup:
+        """Return the plan for `key` only if its sidecar matches exactly and its bytes are intact."""
+        plan, sidecar = self._paths(key)
+        if not sidecar.exists() or not plan.exists():
+            reasons = [f"no plan built for {key.component} ({key.precision}) on {key.device.name}"]
             for other in self.entries(key.component):
                 diffs = key.differences(other.key)
                 if diffs:
-                    reasons.append(f"ignored {other.engine_path.name}: " + "; ".join(diffs))
+                    reasons.append(f"ignored {other.plan_path.name}: " + "; ".join(diffs))
             return Lookup(None, reasons)
         entry = self._read_sidecar(sidecar)
         if entry is None:
-            return Lookup(None, [f"{sidecar.name}: unreadable sidecar, engine will be rebuilt"])
+            return Lookup(None, [f"{sidecar.name}: unreadable sidecar, plan will be rebuilt"])
         diffs = key.differences(entry.key)
         if diffs:  # same file name but different content: a hand-placed or forged sidecar
-            return Lookup(None, [f"{engine.name}: " + "; ".join(diffs)])
-        actual = sha256_file(engine)
-        if actual != entry.engine_sha256:
-            return Lookup(None, [f"{engine.name}: engine bytes changed since build (hash mismatch)"])
-        return Lookup(engine, [])
+            return Lookup(None, [f"{plan.name}: " + "; ".join(diffs)])
+        actual = sha256_file(plan)
+        if actual != entry.plan_sha256:
+            return Lookup(None, [f"{plan.name}: plan bytes changed since build (hash mismatch)"])
+        return Lookup(plan, [])
 
     def find_loadable(
         self, component: str, onnx_path: Path, device: DeviceIdentity, precisions: tuple[str, ...]
     ) -> Lookup:
-        """At load time: the newest intact engine for this graph/device/TensorRT, best precision first.
+        """At load time: the newest intact plan for this graph/device/TensorRT, best precision first.
 
         Shapes are not known at load time (the builder chose them), so they are not compared; every
-        other field must match exactly and the engine bytes must hash to the sidecar's record.
+        other field must match exactly and the plan bytes must hash to the sidecar's record.
         """
         onnx_sha = sha256_file(Path(onnx_path))
         reasons: list[str] = []
         for precision in precisions:
-            want = EngineKey(component, onnx_sha, device, precision, ())
+            want = PlanKey(component, onnx_sha, device, precision, ())
             found = []
             for entry in self.entries(component):
                 if entry.key.precision != precision:
                     continue
                 diffs = want.differences(entry.key, build_inputs=False)
                 if diffs:
-                    reasons.append(f"ignored {entry.engine_path.name}: " + "; ".join(diffs))
-                elif not entry.engine_path.exists():
-                    reasons.append(f"{entry.engine_path.name}: engine file missing")
-                elif sha256_file(entry.engine_path) != entry.engine_sha256:
-                    reasons.append(f"{entry.engine_path.name}: engine bytes changed since build")
+                    reasons.append(f"ignored {entry.plan_path.name}: " + "; ".join(diffs))
+                elif not entry.plan_path.exists():
+                    reasons.append(f"{entry.plan_path.name}: plan file missing")
+                elif sha256_file(entry.plan_path) != entry.plan_sha256:
+                    reasons.append(f"{entry.plan_path.name}: plan bytes changed since build")
                 elif _accuracy_failed(entry.extra):
-                    reasons.append(f"{entry.engine_path.name}: failed its accuracy check after the build")
+                    reasons.append(f"{entry.plan_path.name}: failed its accuracy check after the build")
                 else:
                     found.append(entry)
             if found:
-                best = max(found, key=lambda e: e.engine_path.stat().st_mtime)
-                return Lookup(best.engine_path, reasons)
+                best = max(found, key=lambda e: e.plan_path.stat().st_mtime)
+                return Lookup(best.plan_path, reasons)
         reasons.insert(
             0,
-            f"no valid engine for {component} ({'/'.join(precisions)}) on {device.name} "
+            f"no valid plan for {component} ({'/'.join(precisions)}) on {device.name} "
             f"with TensorRT {device.tensorrt_version} in {self.root}",
         )
         return Lookup(None, reasons)
 
-    def store(self, key: EngineKey, engine_bytes: bytes, extra: Mapping[str, object] | None = None) -> Path:
-        """Write engine then sidecar atomically (a crash mid-write never leaves a loadable half-engine)."""
-        engine, sidecar = self._paths(key)
-        engine.parent.mkdir(parents=True, exist_ok=True)
-        tmp = engine.with_suffix(".engine.tmp")
-        tmp.write_bytes(engine_bytes)
-        os.replace(tmp, engine)
+    def store(self, key: PlanKey, plan_bytes: bytes, extra: Mapping[str, object] | None = None) -> Path:
+        """Write plan then sidecar atomically (a crash mid-write never leaves a loadable half-plan)."""
+        plan, sidecar = self._paths(key)
+        plan.parent.mkdir(parents=True, exist_ok=True)
+        tmp = plan.with_suffix(".engine.tmp")
+        tmp.write_bytes(plan_bytes)
+        os.replace(tmp, plan)
         meta = {
             "sidecar_version": SIDECAR_VERSION,
             "key": key.to_json(),
-            "engine_sha256": hashlib.sha256(engine_bytes).hexdigest(),
+            "engine_sha256": sha256_bytes(plan_bytes),
             "extra": dict(extra or {}),
         }
         tmp_js = sidecar.with_suffix(".json.tmp")
         tmp_js.write_text(json.dumps(meta, indent=2, sort_keys=True))
         os.replace(tmp_js, sidecar)
-        return engine
+        return plan
 
-    def prune(self, key: EngineKey) -> list[str]:
-        """Delete this component's engines that do not match `key` (stale/foreign). Returns reasons.
+    def prune(self, key: PlanKey) -> list[str]:
+        """Delete this component's plans that do not match `key` (stale/foreign). Returns reasons.
 
-        Engines for *other precisions* are kept: an fp16 and an int8 engine legitimately coexist.
-        Engines built for another device are also removed: a shared volume moved between GPUs must not
+        Plans for *other precisions* are kept: an fp16 and an int8 plan legitimately coexist.
+        Plans built for another device are also removed: a shared volume moved between GPUs must not
         accumulate unusable files.
         """
         removed: list[str] = []
@@ -320,7 +319,7 @@ class EngineCache:
             for p in (js, eng):
                 p.unlink(missing_ok=True)
             msg = f"removed {eng.name}: " + "; ".join(reasons)
-            log.info("engine cache: %s", msg)
+            log.info("plan cache: %s", msg)
             removed.append(msg)
         return removed
 
@@ -361,6 +360,6 @@ def detect_device(device_index: int = 0) -> DeviceIdentity:
 
 
 def _accuracy_failed(extra: Mapping[str, object]) -> bool:
-    """An engine whose post-build comparison against ONNX Runtime failed is never preferred at load."""
+    """A plan whose post-build comparison against ONNX Runtime failed is never preferred at load."""
     acc = extra.get("accuracy")
     return isinstance(acc, Mapping) and acc.get("passed") is False
