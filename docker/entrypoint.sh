@@ -5,7 +5,7 @@
 #   2. on the first start on a given GPU, build TensorRT engines into the volume (cached by GPU,
 #      TensorRT version, precision and shapes: later starts reuse them, a new GPU/TensorRT rebuilds);
 #   3. exec the engine (PID 1 stays the engine, so `docker stop` reaches it).
-# Any other first argument (e.g. `bash`, `affectstream models list`) is executed as is.
+# Other first arguments: see the routing below.
 set -eu
 
 : "${AFFECTSTREAM_HOME:=/data}"
@@ -49,13 +49,17 @@ build_engines() {
     fi
 }
 
+# Routing: run/serve start the engine (profile linked, engines built first); the other affectstream
+# subcommands and options run the CLI (profile linked), so `docker run IMAGE report x.jsonl` works;
+# health runs the health check; anything else (bash, python3 ...) is executed as is.
+# tests/test_docker.py checks that every subcommand of the CLI is listed here.
 case "${1:-run}" in
     run|serve)
         prepare_profile
         build_engines
         exec affectstream "$@"
         ;;
-    export)
+    models|export|report|-*)
         prepare_profile
         exec affectstream "$@"
         ;;
