@@ -78,6 +78,22 @@ def test_label_list_loader(tmp_path) -> None:
         load_label_list(p, DFEW_LABELS)
 
 
+def test_eval_of_a_label_list_with_predictions_uses_the_same_parser(tmp_path, capsys) -> None:
+    import argparse
+    import json
+
+    from affectstream.train.cli import eval_main
+
+    p = tmp_path / "pred.tsv"
+    p.write_text("path\tlabel\tprediction\n# a comment\na.mp4\thappy\thappy\nb.mp4\tsad\t neutral \n")
+    assert eval_main(argparse.Namespace(labels=p, config=None)) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["n"] == 2 and rep["war"] == pytest.approx(50.0)
+    p.write_text("a.mp4 happy happy\nb.mp4 sad\n")  # whitespace-separated, second row short
+    with pytest.raises(ValueError, match=r"pred.tsv:2: expected 'path,label,prediction'"):
+        eval_main(argparse.Namespace(labels=p, config=None))
+
+
 def test_ravdess_mapping(tmp_path) -> None:
     from affectstream.engine.labels import RAVDESS_LABELS
 

@@ -322,21 +322,12 @@ def eval_main(args: Any) -> int:
 
 def _eval_label_list(args: Any) -> int:
     """A label list with a third column of predictions (path,label,prediction) → the metrics."""
-    import csv
-
+    from affectstream.train.data import read_label_rows
     from affectstream.train.evaluate import metrics
 
-    y_true, y_pred = [], []
-    with open(args.labels, encoding="utf-8", newline="") as f:
-        for ln, row in enumerate(csv.reader(f), start=1):
-            if not row or row[0].startswith("#") or (ln == 1 and row[1:2] == ["label"]):
-                continue
-            if len(row) < 3:
-                raise ValueError(
-                    f"{args.labels}:{ln}: eval of a label list needs 'path,label,prediction' rows"
-                )
-            y_true.append(row[1].strip())
-            y_pred.append(row[2].strip())
+    rows = [cells for _, cells in read_label_rows(args.labels, ("path", "label", "prediction"))]
+    y_true = [cells[1] for cells in rows]
+    y_pred = [cells[2] for cells in rows]
     labels = sorted(set(y_true)) if not set(y_true) <= set(EMOTIONS) else list(EMOTIONS)
     rep = metrics(y_true, y_pred, labels)
     print(json.dumps(rep.to_dict(), indent=1))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,25 +88,36 @@ def load_r1omni_json(path: str | Path, labels: Sequence[str] = MAFW_LABELS) -> l
     return out
 
 
-def load_label_list(path: str | Path, labels: Sequence[str] = DFEW_LABELS) -> list[LabeledItem]:
-    """`path,label` rows (CSV, TSV or whitespace-separated; a header row `path,label` is skipped)."""
+def read_label_rows(path: str | Path, columns: Sequence[str] = ("path", "label")) -> Iterator[tuple[int, list[str]]]:
+    """(line number, stripped cells) of a label list — the one parser for every `path,label[,...]` file.
+
+    CSV, TSV or whitespace-separated; blank lines and `#` comments are skipped, and so is a first-line
+    header whose second cell is `label`. A row with fewer cells than `columns` is a one-line error naming
+    the file and line.
+    """
     p = Path(path)
-    out = []
     with p.open(encoding="utf-8", newline="") as f:
-        for ln, line in enumerate(f, start=1):
-            line = line.strip()
+        for ln, raw in enumerate(f, start=1):
+            line = raw.strip()
             if not line or line.startswith("#"):
                 continue
             if "," in line or "\t" in line:
                 cells = next(csv.reader([line], delimiter="\t" if "\t" in line else ","))
             else:
                 cells = line.split()
-            if len(cells) < 2:
-                raise ValueError(f"{p}:{ln}: expected 'path,label', got {line!r}")
-            if ln == 1 and cells[1].strip().lower() == "label":
+            cells = [c.strip() for c in cells]
+            if len(cells) < len(columns):
+                raise ValueError(f"{p}:{ln}: expected '{','.join(columns)}', got {line!r}")
+            if ln == 1 and cells[1].lower() == "label":
                 continue
-            out.append(LabeledItem(cells[0].strip(), _check(cells[1], labels, f"{p}:{ln}")))
-    return out
+            yield ln, cells
+
+
+def load_label_list(path: str | Path, labels: Sequence[str] = DFEW_LABELS) -> list[LabeledItem]:
+    """`path,label` rows (see `read_label_rows`), each label checked against `labels`."""
+    return [
+        LabeledItem(cells[0], _check(cells[1], labels, f"{path}:{ln}")) for ln, cells in read_label_rows(path)
+    ]
 
 
 def to_r1omni_json(items: Sequence[LabeledItem], path: str | Path) -> Path:
