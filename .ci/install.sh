@@ -41,10 +41,16 @@ EXTRAS="export,llm,transcript,mic"
 # tile instructions that sandboxes and some kernels refuse ("Illegal instruction", seen here); AVX2/FMA/F16C
 # is portable across x86-64-v3 machines. A wheel cached from a native build must not be reused.
 LLAMA_CMAKE_ARGS=${LLAMA_CMAKE_ARGS:-"-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"}
+# The portable wheel is kept in a folder named after the build flags, so a second virtual environment
+# (a fresh clone, CI) installs it in seconds instead of compiling again; pip's own cache is bypassed.
 if [ "$(uname -m)" = "x86_64" ] && ! $PY -c "import llama_cpp" 2>/dev/null; then
-  echo ">> building llama-cpp-python 0.3.36 from source (about 7 minutes on 2 cores, once)"
-  $PY -m pip cache remove llama_cpp_python >/dev/null 2>&1 || true
-  CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) $PY -m pip install -q --no-cache-dir "llama-cpp-python==0.3.36"
+  WHEELS="${AFFECTSTREAM_HOME:-$HOME/.cache/affectstream}/wheels/llama-$(echo "$LLAMA_CMAKE_ARGS" | sha256sum | cut -c1-12)"
+  if ! ls "$WHEELS"/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1; then
+    echo ">> building llama-cpp-python 0.3.36 from source (about 7 minutes on 2 cores, once; kept in $WHEELS)"
+    mkdir -p "$WHEELS"
+    CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) $PY -m pip wheel -q --no-cache-dir --no-deps -w "$WHEELS" "llama-cpp-python==0.3.36"
+  fi
+  $PY -m pip install -q "$WHEELS"/llama_cpp_python-0.3.36-*.whl
 fi
 echo ">> pip install -e .[$EXTRAS]"
 CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) $PY -m pip install -q -e ".[$EXTRAS]"
