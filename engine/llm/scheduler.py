@@ -8,7 +8,9 @@ window would build an unbounded backlog and stall the fast path. Instead:
   latest trigger wins; the one it replaces is counted as skipped);
 - a fixed pool of reasoners (one thread each, each with its own model) runs the generations, so
   `submit()` returns at once and the event loop never blocks;
-- results go to a bounded queue (drop-oldest, counted) and/or an async callback.
+- results go to the async callback when there is one, else to a bounded queue read with `get()`
+  (drop-oldest, counted). Never both: a queue nobody reads would fill up after `queue_size` results
+  and count every later result as dropped although the callback delivered it.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from affectstream.engine.llm.reasoner import Reasoner
+from affectstream.engine.metrics import percentile
 from affectstream.engine.types import ReasoningResult, WindowResult
 
 ResultCallback = Callable[[ReasoningResult], Awaitable[None] | None]
@@ -49,14 +51,15 @@ class SchedulerStats:
     completed: int = 0
     valid: int = 0
     invalid: int = 0
-    dropped: int = 0  # results dropped from the full output queue (oldest first)
-    callback_errors: int = 0  # on_result raised (the result still went to the queue)
+    dropped: int = 0  # results dropped from the full output queue (oldest first; queue mode only)
+    callback_errors: int = 0  # on_result raised (that result is lost to the consumer, counted here)
     decode_ms: list[float] = field(default_factory=list)
     end_to_end_ms: list[float] = field(default_factory=list)  # submit → result, queueing included
 
     def to_dict(self) -> dict[str, float | int | None]:
         def pct(xs: list[float], q: float) -> float | None:
-            return round(float(np.percentile(xs, q)), 1) if xs else None
+            v = percentile(xs, q)  # the project's one p50/p95 definition (nearest rank)
+            return None if v is None else round(v, 1)
 
         return {
             "submitted": self.submitted,
@@ -231,11 +234,12 @@ class ReasoningScheduler:
         s.decode_ms.append(out.latency_ms)
         s.end_to_end_ms.append((time.perf_counter() - submitted_at) * 1000)
         del s.decode_ms[:-LATENCY_WINDOW], s.end_to_end_ms[:-LATENCY_WINDOW]
-        if self.results.full():
-            self.results.get_nowait()
-            s.dropped += 1
-        self.results.put_nowait(out)
-        if self.on_result is not None:
+        if self.on_result is None:
+            if self.results.full():
+                self.results.get_nowait()
+                s.dropped += 1
+            self.results.put_nowait(out)
+        else:
             try:
                 ret = self.on_result(out)
                 if asyncio.iscoroutine(ret):
