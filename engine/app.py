@@ -107,7 +107,7 @@ async def build_executor(settings: Settings, live_streams: int) -> Any:
     profile_dir = await asyncio.to_thread(ensure_profile, "lite")
     factory = AnalyzerFactory.from_settings(settings, profile_dir=str(profile_dir), threads=ex.threads_per_worker)
     try:
-        executor = make_executor(settings, factory)
+        executor = make_executor(settings, factory, live_streams=live_streams)
         await executor.start()
     except Exception as e:
         if ex.backend != "auto":
@@ -248,6 +248,11 @@ async def build_app(
         if settings.jsonl:
             from affectstream.streams.sinks.jsonl import JsonlSink
 
+            if settings.privacy.retention_hours and settings.jsonl != "-":
+                from affectstream.streams.retention import prune_outputs
+
+                out = Path(settings.jsonl).expanduser()
+                prune_outputs(out.parent, settings.privacy.retention_hours * 3600, keep=[out])
             sinks.append(JsonlSink(settings.jsonl))
         mqtt_sink, broker = await start_mqtt(settings)
         if mqtt_sink is not None:
@@ -284,11 +289,66 @@ def _on_stop_signals(callback: Callable[[], None]) -> None:
 
 
 # --------------------------------------------------------------------------- run
+@dataclass
+class HttpOptions:
+    """`run --http PORT`: the live dashboard and /metrics on their own HTTP server."""
+
+    port: int
+    host: str = "127.0.0.1"
+    token: str | None = None
+
+
+async def _start_ops(hub: Any, http: HttpOptions) -> Any:
+    need("aiohttp", "webrtc")
+    from affectstream.engine import __version__
+    from affectstream.streams.web.dashboard import OpsServer
+    from affectstream.streams.web.security import resolve_token
+
+    if not 0 <= http.port <= 65535:
+        raise UsageError(f"--http must be a port 0-65535, got {http.port}")
+    token, generated = resolve_token(http.host, http.token)
+    ops = OpsServer(hub, http.host, http.port, token, version=__version__)
+    try:
+        await ops.start()
+    except OSError as e:
+        raise UsageError(f"cannot listen on {http.host}:{http.port}: {e.strerror or e}") from e
+    if generated:
+        print(
+            "affectstream: generated a bearer token for the dashboard (pass --token to choose one)",
+            file=sys.stderr,
+        )
+    print(f"affectstream: dashboard at {ops.url} (metrics at /metrics)", file=sys.stderr, flush=True)
+    return ops
+
+
+def _write_report(collector: Any, out: Path, settings: Settings) -> None:
+    """`run --report`: the report of what this run produced (same writer as `affectstream report`)."""
+    from affectstream.streams.report.load import ReportError, from_records
+    from affectstream.streams.report.write import write_report
+
+    hours = settings.privacy.retention_hours
+    results = from_records(collector.records, max_age_s=None if hours is None else hours * 3600)
+    results.source = "this run"
+    if not results.streams:
+        print("affectstream: no report written: no window was analysed", file=sys.stderr)
+        return
+    try:
+        w = write_report(results, out, retention_hours=hours)
+    except ReportError as e:
+        print(f"affectstream: {e}", file=sys.stderr)
+        return
+    for note in w.notes:
+        print(f"affectstream: report: {note}", file=sys.stderr)
+    print(f"affectstream: report written to {w.html}" + (f" and {w.png}" if w.png else ""), file=sys.stderr)
+
+
 async def run_sources(
     settings: Settings,
     source_args: Sequence[str],
     *,
     on_result: Callable[[WindowResult], None] | None = None,
+    report: Path | None = None,
+    http: HttpOptions | None = None,
 ) -> int:
     """`affectstream run`: open every source (a bad one is one line, the others go on), run them all
     to their end or to SIGINT/SIGTERM. Exit code 1 if any source failed or messages were undelivered."""
@@ -310,13 +370,38 @@ async def run_sources(
     if not sources:
         return 1
 
+    extra: list[Any] = []
+    collector = hub = ops = None
+    if report is not None:
+        from affectstream.streams.report.collect import ReportCollector
+        from affectstream.streams.report.load import ReportError
+        from affectstream.streams.report.write import check_output
+
+        try:
+            check_output(report)
+        except ReportError as e:
+            raise UsageError(str(e)) from e
+        collector = ReportCollector()
+        extra.append(collector)
+    if http is not None:
+        need("aiohttp", "webrtc")
+        from affectstream.streams.sinks.live import LiveHub
+
+        hub = LiveHub()
+        extra.append(hub)
     live = sum(1 for s in sources if s.live or settings.realtime)
-    app = await build_app(settings, on_result=on_result, live_streams=live)
+    app = await build_app(settings, extra_sinks=extra, on_result=on_result, live_streams=live)
     _on_stop_signals(app.pipeline.stop)
     try:
+        if hub is not None and http is not None:
+            ops = await _start_ops(hub, http)
         states = await app.pipeline.run(sources)
     finally:
+        if ops is not None:
+            await ops.close()
         await app.close()
+    if collector is not None and report is not None:
+        _write_report(collector, report, settings)
     failed = failed_open + sum(1 for st in states.values() if st.status == "failed")
     undelivered, last = app.undelivered()
     if undelivered:
@@ -388,6 +473,9 @@ async def serve(settings: Settings, opts: ServeOptions) -> int:
 
     need("aiohttp", "webrtc")
     need("aiortc", "webrtc")
+    from affectstream.engine import __version__
+    from affectstream.streams.sinks.live import LiveHub
+    from affectstream.streams.web.dashboard import OpsRoutes
     from affectstream.streams.web.datachannel import DataChannelSink
     from affectstream.streams.web.security import is_loopback_host, resolve_token
     from affectstream.streams.web.server import ServerConfig, WebRtcServer
@@ -396,7 +484,8 @@ async def serve(settings: Settings, opts: ServeOptions) -> int:
     token, generated = resolve_token(opts.host, opts.token)
     channels = DataChannelSink()
     # every caller is a live stream; several are expected, so "auto" runs the fast path in worker processes
-    app = await build_app(settings, extra_sinks=[channels], live_streams=max(2, opts.max_peers))
+    hub = LiveHub()  # the live dashboard and /metrics, on the same port as the call page
+    app = await build_app(settings, extra_sinks=[channels, hub], live_streams=max(2, opts.max_peers))
     config = ServerConfig(
         host=opts.host,
         port=opts.port,
@@ -405,8 +494,10 @@ async def serve(settings: Settings, opts: ServeOptions) -> int:
         ice_servers=list(opts.ice_servers),
         tls_cert=opts.tls_cert,
         tls_key=opts.tls_key,
+        notice=settings.privacy.notice,
+        consent=settings.privacy.consent,
     )
-    server = WebRtcServer(config, app.pipeline, channels)
+    server = WebRtcServer(config, app.pipeline, channels, ops=OpsRoutes(hub, token, version=__version__))
     done = asyncio.Event()
     _on_stop_signals(done.set)
     try:
@@ -425,6 +516,8 @@ async def serve(settings: Settings, opts: ServeOptions) -> int:
         if generated:
             print("affectstream: generated a bearer token (pass --token to choose one)", file=sys.stderr)
         print(f"affectstream: serving calls at {server.url}", flush=True)
+        dash = server.url.replace("/?", "/dashboard?") if "/?" in server.url else server.url + "dashboard"
+        print(f"affectstream: dashboard at {dash} (metrics at /metrics)", file=sys.stderr, flush=True)
         t0 = time.monotonic()
         await done.wait()
         log.info("shutting down after %.0f s", time.monotonic() - t0)

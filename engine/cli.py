@@ -91,7 +91,46 @@ def cmd_run(args: argparse.Namespace) -> int:
     from affectstream.engine.app import run_sources
 
     quiet = args.quiet or settings.jsonl == "-"
-    return asyncio.run(run_sources(settings, args.sources, on_result=None if quiet else _print_window_result))
+    http = None
+    if args.http is not None:
+        from affectstream.engine.app import HttpOptions
+
+        http = HttpOptions(port=args.http, host=args.http_host, token=args.token)
+    return asyncio.run(
+        run_sources(
+            settings,
+            args.sources,
+            on_result=None if quiet else _print_window_result,
+            report=args.report,
+            http=http,
+        )
+    )
+
+
+# --------------------------------------------------------------------------- report
+def cmd_report(args: argparse.Namespace) -> int:
+    """`affectstream report RESULTS.jsonl [-o report.html]`: the timeline page (and PNG) of a run."""
+    from affectstream.engine.config import load_settings
+    from affectstream.streams.report.load import ReportError, load_results
+    from affectstream.streams.report.write import check_output, write_report
+
+    hours = load_settings(args.config).privacy.retention_hours
+    out = args.output or Path(args.results).with_suffix(".html")
+    try:
+        check_output(out)
+        results = load_results(args.results, max_age_s=None if hours is None else hours * 3600)
+        w = write_report(results, out, png=not args.no_png, retention_hours=hours, title=args.title)
+    except ReportError as e:
+        raise CliError(str(e).removeprefix("report: ")) from e
+    for note in w.notes:
+        print(f"affectstream: report: {note}", file=sys.stderr)
+    if results.skipped:
+        print(
+            f"affectstream: report: skipped {results.skipped} line(s) that were not results", file=sys.stderr
+        )
+    windows = sum(len(t.windows) for t in results.streams.values())
+    print(f"{w.html}: {len(results.streams)} stream(s), {windows} windows" + (f"; {w.png}" if w.png else ""))
+    return 0
 
 
 def _ray_address(value: str, sources: list[str]) -> tuple[str | None, list[str]]:
@@ -216,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-q", "--quiet", action="store_true", help="no per-window lines on stdout")
     r.add_argument("--print-config", action="store_true", help="print the merged settings and exit")
     r.add_argument(
+        "--report", type=Path, metavar="HTML", help="write a timeline report (and a PNG) at the end"
+    )
+    r.add_argument("--http", type=int, metavar="PORT", help="serve the live dashboard and /metrics on PORT")
+    r.add_argument("--http-host", default="127.0.0.1", help="address for --http (default 127.0.0.1)")
+    r.add_argument("--token", help="bearer token for --http (generated when listening beyond loopback)")
+    r.add_argument(
         "--ray",
         nargs="?",
         const="local",
@@ -240,6 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tls-cert", type=Path, help="PEM certificate: serve https (needed off loopback)")
     s.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
     s.set_defaults(func=cmd_serve)
+
+    rp = sub.add_parser("report", help="timeline report (HTML + PNG) of a run's JSONL results")
+    rp.add_argument("results", type=Path, metavar="RESULTS.jsonl", help="what `run --jsonl` wrote")
+    rp.add_argument("-o", "--output", type=Path, help="HTML file (default: RESULTS.html)")
+    rp.add_argument("--no-png", action="store_true", help="skip the PNG beside the HTML")
+    rp.add_argument("--title", help="page title")
+    rp.add_argument("--config", type=Path, help="TOML settings file (privacy.retention_hours applies)")
+    rp.set_defaults(func=cmd_report)
 
     m = sub.add_parser("models", help="prepare, list and describe model profiles")
     msub = m.add_subparsers(dest="models_cmd", required=True)

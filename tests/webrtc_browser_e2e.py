@@ -103,7 +103,7 @@ async def drive(
         try:
             page = ctx.pages[0] if ctx.pages else await ctx.new_page()
             page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-            await page.goto(url + ("&" if "?" in url else "?") + "autostart=1&stream=chromium-e2e")
+            await page.goto(url + ("&" if "?" in url else "?") + "autostart=1&consent=1&stream=chromium-e2e")
             t0 = time.monotonic()
             await page.wait_for_function(
                 f"Number(document.body.dataset.windows) >= {min_windows}", timeout=90_000

@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from affectstream.streams.report.load import Results, StreamTimeline
@@ -344,7 +345,7 @@ def _json_script(obj: Any) -> str:
 
 def render_html(results: Results, *, title: str | None = None, notice: str | None = None) -> str:
     """The whole page as one string (UTF-8 when written)."""
-    title = title or f"affectstream report — {results.source or 'results'}"
+    title = title or f"affectstream report — {Path(results.source).name if results.source else 'results'}"
     sections = []
     data_scripts = []
     for n, tl in enumerate(results.streams.values()):

@@ -47,6 +47,8 @@ class OpsRoutes:
         self.scrapes = 0
 
     def add_to(self, app: web.Application) -> None:
+        if not any(getattr(r.resource, "canonical", None) == "/favicon.ico" for r in app.router.routes()):
+            app.router.add_get("/favicon.ico", self._no_content)
         app.router.add_get("/dashboard", self._page)
         app.router.add_get("/dashboard/events", self._events)
         app.router.add_get("/dashboard/snapshot", self._snapshot)
@@ -64,6 +66,9 @@ class OpsRoutes:
         # open event streams would otherwise hold the server's shutdown for its whole grace period
         self._closing.set()
         self.hub.broadcast("bye", {"reason": "server shutting down"})
+
+    async def _no_content(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
 
     async def _page(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "dashboard.html", headers={"Cache-Control": "no-store"})

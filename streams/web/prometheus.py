@@ -160,7 +160,7 @@ def _families(hub: LiveHub, version: str) -> Iterator[Any]:
             n = _num(val)
             if n is None or k in ("connected", "queued", "queue_max", "same_node_seen"):
                 continue
-            if k in ("connects", "reconnects"):
+            if k in ("connects", "reconnects", "connect_failures", "auth_failures", "disconnects"):
                 conns.add_metric([k], n)
             else:
                 msgs.add_metric([_NAME.sub("_", k)], n)

@@ -1,5 +1,6 @@
 // affectstream live-call page: camera + mic → WebRTC → the engine; results come back on a data channel.
-// Plain browser JavaScript, no build step. URL options: ?autostart=1, ?token=..., ?stream=NAME.
+// Plain browser JavaScript, no build step. URL options: ?autostart=1, ?token=..., ?stream=NAME,
+// ?consent=1 (ticks the consent box: for kiosks and tests where consent was recorded beforehand).
 "use strict";
 
 const EMOTIONS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"];
@@ -19,6 +20,7 @@ let local = null;
 let t0Unix = null;
 const history = []; // {end, scores}
 const state = { windows: 0 };
+let consentRequired = false;
 
 function setStatus(text, kind) {
   $("status").textContent = text;
@@ -97,7 +99,7 @@ async function start() {
     setStatus("connecting…", "connecting");
     await pc.setLocalDescription(await pc.createOffer());
     await waitIceGathering(pc);
-    const body = { sdp: pc.localDescription.sdp, type: pc.localDescription.type };
+    const body = { sdp: pc.localDescription.sdp, type: pc.localDescription.type, consent: $("consent").checked };
     if (params.get("stream")) body.stream = params.get("stream");
     const r = await fetch("offer", {
       method: "POST",
@@ -107,6 +109,7 @@ async function start() {
     const ans = await r.json();
     if (!r.ok) throw new Error(`offer refused (${r.status}): ${ans.error || ""}`);
     document.body.dataset.stream = ans.stream;
+    $("active").hidden = false;
     await pc.setRemoteDescription({ type: ans.type, sdp: ans.sdp });
     $("stop").disabled = false;
   } catch (e) {
@@ -121,7 +124,8 @@ function stop(reason) {
   if (local) for (const t of local.getTracks()) t.stop();
   local = null;
   $("preview").srcObject = null;
-  $("start").disabled = false;
+  $("active").hidden = true;
+  $("start").disabled = consentRequired && !$("consent").checked;
   $("stop").disabled = true;
   setStatus(reason || "stopped", "idle");
 }
@@ -204,8 +208,30 @@ function drawTimeline() {
   }
 }
 
+// The server's notice, and whether the caller must agree before a call can start (settings `privacy`).
+async function loadPrivacy() {
+  try {
+    const r = await fetch("config", { headers: authHeaders() });
+    if (!r.ok) return;
+    const p = (await r.json()).privacy || {};
+    if (p.notice) $("notice").textContent = p.notice;
+    consentRequired = !!p.consent;
+  } catch (e) {
+    console.warn("config", e);
+  }
+  $("consent-row").hidden = !consentRequired;
+  if (params.get("consent") === "1") $("consent").checked = true;
+  $("start").disabled = consentRequired && !$("consent").checked;
+  document.body.dataset.consent = consentRequired ? "required" : "not-required";
+}
+
 buildBars();
 drawTimeline();
 $("start").addEventListener("click", start);
 $("stop").addEventListener("click", () => stop());
-if (params.get("autostart") === "1") start();
+$("consent").addEventListener("change", () => {
+  if (!pc) $("start").disabled = consentRequired && !$("consent").checked;
+});
+loadPrivacy().then(() => {
+  if (params.get("autostart") === "1" && !$("start").disabled) start();
+});

@@ -102,9 +102,12 @@ function draw(c) {
   const span = Math.min(SPAN_S, Math.max(MIN_SPAN_S, tEnd - pts[0][0]));
   const x = (t) => w - ((tEnd - t) / span) * w;
   const vis = pts.filter((p) => p[0] >= tEnd - span);
-  // stacked scores: one column per window, classes bottom-up in a fixed order
-  const colW = Math.max(1.5, vis.length > 1 ? (x(vis[vis.length - 1][0]) - x(vis[0][0])) / (vis.length - 1) : 4);
-  for (const p of vis) {
+  // stacked scores: one column per window, from the previous window's time to its own
+  const gaps = vis.slice(1).map((p, i) => x(p[0]) - x(vis[i][0])).sort((a, b) => a - b);
+  const typical = gaps.length ? gaps[Math.floor(gaps.length / 2)] : 4;
+  vis.forEach((p, i) => {
+    const right = x(p[0]);
+    const left = i > 0 ? Math.max(x(vis[i - 1][0]), right - 3 * typical) : right - typical;
     const sc = p[3] || {};
     const total = EMOTIONS.reduce((a, e) => a + Number(sc[e] || 0), 0) || 1;
     let y = h;
@@ -112,10 +115,10 @@ function draw(c) {
       const v = (Number(sc[e] || 0) / total) * h;
       if (v <= 0) continue;
       ctx.fillStyle = COLORS[e];
-      ctx.fillRect(x(p[0]) - colW, y - v, colW + 0.5, v);
+      ctx.fillRect(left, y - v, Math.max(1, right - left) + 0.5, v);
       y -= v;
     }
-  }
+  });
   c.el.dataset.drawn = String(vis.length);
 }
 
