@@ -60,6 +60,10 @@ class ServerConfig:
     start_bitrate_kbps: int = 1000  # x-google-start-bitrate: skip Chromium's 480x360 ramp-up
     tls_cert: Path | None = None  # https: browsers allow getUserMedia only on https or localhost
     tls_key: Path | None = None
+    # responsible use (settings `privacy`): the notice the page shows, and whether an offer must carry
+    # `"consent": true` (the page sends it once the caller ticked the box)
+    notice: str | None = None
+    consent: bool = False
 
 
 def with_start_bitrate(sdp: str, kbps: int) -> str:
@@ -107,8 +111,9 @@ def _error(status: int, message: str) -> web.Response:
 class WebRtcServer:
     """The aiohttp app plus the set of live peers, bound to one running `Pipeline`."""
 
-    def __init__(self, config: ServerConfig, engine: Any, channels: DataChannelSink) -> None:
+    def __init__(self, config: ServerConfig, engine: Any, channels: DataChannelSink, ops: Any = None) -> None:
         self.config = config
+        self.ops = ops  # streams/web/dashboard.OpsRoutes: the live dashboard and /metrics on the same port
         self.engine = engine
         self.channels = channels
         self.slots = PeerSlots(config.max_peers)
@@ -129,6 +134,8 @@ class WebRtcServer:
         app.router.add_get("/favicon.ico", self._no_content)
         app.router.add_post("/offer", self._offer)
         app.router.add_static("/static/", STATIC, show_index=False)
+        if self.ops is not None:
+            self.ops.add_to(app)
         return app
 
     def _authorized(self, request: web.Request) -> bool:
@@ -144,7 +151,10 @@ class WebRtcServer:
     async def _client_config(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return _error(401, "missing or wrong bearer token")
-        return web.json_response({"iceServers": browser_ice_servers(self.config.ice_servers)})
+        privacy = {"notice": self.config.notice, "consent": self.config.consent}
+        return web.json_response(
+            {"iceServers": browser_ice_servers(self.config.ice_servers), "privacy": privacy}
+        )
 
     async def _health(self, request: web.Request) -> web.Response:
         """Liveness plus per-call counters (stream ids are private: token required when one is set)."""
@@ -191,6 +201,8 @@ class WebRtcServer:
             return _error(400, "body must be a JSON object with a non-empty string 'sdp'")
         if body.get("type", "offer") != "offer":
             return _error(400, f"'type' must be 'offer', got {body.get('type')!r}")
+        if self.config.consent and body.get("consent") is not True:
+            return _error(403, "the caller has not agreed to the emotion-analysis notice (consent required)")
         sid = body.get("stream") or f"call-{uuid.uuid4().hex[:8]}"
         if not isinstance(sid, str) or not _STREAM_ID.match(sid):
             return _error(400, "'stream' must be 1-64 characters from A-Z a-z 0-9 _ . -")
