@@ -20,16 +20,16 @@ loss = mean over sequences of the masked token mean. No clipping, one update per
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from affectstream.train.loop import TrainingLoop, linear_lr
 from affectstream.train.rewards import score_group
 from torch import Tensor, nn
 
@@ -237,28 +237,15 @@ class GRPOExample:
 RewardFn = Callable[[Sequence[str], str], dict[str, list[float]]]
 
 
-def trainable_state(model: nn.Module) -> dict[str, Tensor]:
-    """Only the parameters that train (LoRA or projectors): small checkpoints."""
-    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+class GRPOTrainer(TrainingLoop):
+    """Step: sample G completions per prompt → rewards → advantages → loss → one AdamW step.
 
-
-def load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore the trainable weights and optimizer state saved by a trainer; returns the rest."""
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    named = dict(model.named_parameters())
-    with torch.no_grad():
-        for n, t in ck["trainable"].items():
-            named[n].copy_(t)
-    opt.load_state_dict(ck["optimizer"])
-    return ck
-
-
-class GRPOTrainer:
-    """Loop: sample G completions per prompt → rewards → advantages → loss → one AdamW step.
-
-    Writes `metrics.jsonl` (one line per step: reward, accuracy, format, kl, completion length,
-    loss, lr, seconds) and a resumable `checkpoint.pt` (trainable weights, optimizer, step, RNG).
+    The run loop (`TrainingLoop`) writes `metrics.jsonl` (one line per step: reward, accuracy, format,
+    kl, completion length, loss, lr, seconds) and a resumable `checkpoint.pt` (trainable weights,
+    optimizer, step, example order, sampling RNG).
     """
+
+    name = "grpo"
 
     def __init__(
         self,
@@ -287,19 +274,20 @@ class GRPOTrainer:
             eps=1e-8,
             weight_decay=config.weight_decay,
         )
+        self.model = policy.model
         self.step = 0
         self.out = Path(config.output_dir)
         self.gen = torch.Generator().manual_seed(config.seed)
         self.order_rng = random.Random(config.seed)
         self._order: list[int] = []
 
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.steps
+
     # -- schedule: linear decay after optional warmup (TRL default: linear, no warmup)
     def lr_at(self, step: int) -> float:
-        c = self.cfg
-        if c.warmup_steps and step < c.warmup_steps:
-            return c.learning_rate * (step + 1) / c.warmup_steps
-        span = max(1, c.steps - c.warmup_steps)
-        return c.learning_rate * max(0.0, 1.0 - (step - c.warmup_steps) / span)
+        return linear_lr(step, self.cfg.learning_rate, self.cfg.warmup_steps, self.cfg.steps)
 
     def _next_example(self) -> GRPOExample:
         if not self._order:
@@ -371,73 +359,17 @@ class GRPOTrainer:
         return m
 
     # -- checkpoints
-    def save(self, name: str = "checkpoint.pt") -> Path:
-        self.out.mkdir(parents=True, exist_ok=True)
-        path = self.out / name
-        tmp = path.with_suffix(".tmp")
-        torch.save(
-            {
-                "step": self.step,
-                "trainable": trainable_state(self.policy.model),
-                "optimizer": self.opt.state_dict(),
-                "gen": self.gen.get_state(),
-                "order_rng": self.order_rng.getstate(),
-                "order": self._order,
-                "config": asdict(self.cfg),
-            },
-            tmp,
-        )
-        tmp.replace(path)
-        return path
+    def extra_state(self) -> dict[str, Any]:
+        return {"gen": self.gen.get_state(), "order_rng": self.order_rng.getstate(), "order": self._order}
 
-    def resume(self, path: str | Path | None = None) -> bool:
-        """Load `checkpoint.pt` if present; True when resumed."""
-        p = Path(path) if path else self.out / "checkpoint.pt"
-        if not p.exists():
-            return False
-        ck = load_checkpoint(p, self.policy.model, self.opt)
+    def load_extra_state(self, ck: dict[str, Any]) -> None:
         self.gen.set_state(ck["gen"])
         self.order_rng.setstate(ck["order_rng"])
         self._order = list(ck["order"])
-        self.step = int(ck["step"])
-        return True
 
-    def run(self) -> list[dict[str, float]]:
-        """Train until `steps` (or the time budget); metrics appended to `output_dir/metrics.jsonl`."""
-        c = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
-        log = (self.out / "metrics.jsonl").open("a", encoding="utf-8")
-        history: list[dict[str, float]] = []
-        t_start = time.perf_counter()
-        bar = _progress(range(self.step, c.steps), self.progress, "grpo")
-        try:
-            for _ in bar:
-                m = self.train_step()
-                history.append(m)
-                log.write(json.dumps(m) + "\n")
-                log.flush()
-                if hasattr(bar, "set_postfix"):
-                    bar.set_postfix(
-                        r=f"{m['reward']:.2f}",
-                        fmt=f"{m.get('rewards/format', math.nan):.2f}",
-                        kl=f"{m['kl']:.3f}",
-                    )
-                if c.save_every and self.step % c.save_every == 0:
-                    self.save()
-                if c.time_budget_s and time.perf_counter() - t_start > c.time_budget_s:
-                    break
-        finally:
-            log.close()
-            self.save()
-        return history
-
-
-def _progress(it: range, enabled: bool, desc: str) -> Iterator[int] | Any:
-    if not enabled:
-        return it
-    try:
-        from tqdm import tqdm
-
-        return tqdm(it, desc=desc, dynamic_ncols=True, mininterval=5)
-    except ImportError:
-        return it
+    def postfix(self, metrics: dict[str, float]) -> dict[str, str]:
+        return {
+            "r": f"{metrics['reward']:.2f}",
+            "fmt": f"{metrics.get('rewards/format', math.nan):.2f}",
+            "kl": f"{metrics['kl']:.3f}",
+        }

@@ -8,16 +8,15 @@ largest single saving on CPU. Metrics go to JSONL; `checkpoint.pt` makes the run
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from affectstream.train.grpo import _progress, load_checkpoint, trainable_state
+from affectstream.train.loop import TrainingLoop, linear_lr
 
 
 @dataclass
@@ -72,7 +71,11 @@ def sft_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     )
 
 
-class SFTTrainer:
+class SFTTrainer(TrainingLoop):
+    """Cross-entropy steps over shuffled examples; saving, resuming and the run loop are `TrainingLoop`'s."""
+
+    name = "sft"
+
     def __init__(
         self,
         model: Any,
@@ -93,18 +96,17 @@ class SFTTrainer:
             raise ValueError("the model has no trainable parameters")
         self.opt = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay)
         self.rng = random.Random(config.seed)
-        bs = config.batch_size
-        self.total_steps = max(1, int(len(self.examples) * config.epochs) // bs)
+        self._total = max(1, int(len(self.examples) * config.epochs) // config.batch_size)
         self.step = 0
         self._order: list[int] = []
         self.out = Path(config.output_dir)
 
+    @property
+    def total_steps(self) -> int:
+        return self._total
+
     def lr_at(self, step: int) -> float:
-        c = self.cfg
-        if step < c.warmup_steps:
-            return c.learning_rate * (step + 1) / c.warmup_steps
-        span = max(1, self.total_steps - c.warmup_steps)
-        return c.learning_rate * max(0.0, 1.0 - (step - c.warmup_steps) / span)
+        return linear_lr(step, self.cfg.learning_rate, self.cfg.warmup_steps, self.total_steps)
 
     def _batch(self) -> list[SFTExample]:
         out = []
@@ -136,53 +138,9 @@ class SFTTrainer:
             "seconds": time.perf_counter() - t0,
         }
 
-    def save(self, name: str = "checkpoint.pt") -> Path:
-        self.out.mkdir(parents=True, exist_ok=True)
-        p = self.out / name
-        tmp = p.with_suffix(".tmp")
-        torch.save(
-            {
-                "step": self.step,
-                "trainable": trainable_state(self.model),
-                "optimizer": self.opt.state_dict(),
-                "rng": self.rng.getstate(),
-                "order": self._order,
-                "config": asdict(self.cfg),
-            },
-            tmp,
-        )
-        tmp.replace(p)
-        return p
+    def extra_state(self) -> dict[str, Any]:
+        return {"rng": self.rng.getstate(), "order": self._order}
 
-    def resume(self, path: str | Path | None = None) -> bool:
-        p = Path(path) if path else self.out / "checkpoint.pt"
-        if not p.exists():
-            return False
-        ck = load_checkpoint(p, self.model, self.opt)
+    def load_extra_state(self, ck: dict[str, Any]) -> None:
         self.rng.setstate(ck["rng"])
         self._order = list(ck["order"])
-        self.step = int(ck["step"])
-        return True
-
-    def run(self) -> list[dict[str, float]]:
-        c = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
-        history = []
-        t_start = time.perf_counter()
-        with (self.out / "metrics.jsonl").open("a", encoding="utf-8") as log:
-            bar = _progress(range(self.step, self.total_steps), self.progress, "sft")
-            try:
-                for _ in bar:
-                    m = self.train_step()
-                    history.append(m)
-                    log.write(json.dumps(m) + "\n")
-                    log.flush()
-                    if hasattr(bar, "set_postfix"):
-                        bar.set_postfix(loss=f"{m['loss']:.3f}")
-                    if c.save_every and self.step % c.save_every == 0:
-                        self.save()
-                    if c.time_budget_s and time.perf_counter() - t_start > c.time_budget_s:
-                        break
-            finally:
-                self.save()
-        return history
