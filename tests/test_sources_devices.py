@@ -20,13 +20,13 @@ import pytest
 from affectstream.engine.types import AudioChunk, VideoFrame
 from affectstream.streams.sources.base import SourceError
 from affectstream.streams.sources.camera import CameraSource
-from affectstream.streams.sources.factory import make_source
+from affectstream.streams.sources.factory import open_source
 from affectstream.streams.sources.mic import MicSource
 
 
 @pytest.mark.parametrize("spec", ["camera:97", "/dev/video97"])
 async def test_missing_camera_is_a_clear_error(spec: str):
-    src = make_source(spec)
+    src = open_source(spec)
     with pytest.raises(SourceError, match="no such camera") as e:
         async for _ in src:
             pass
@@ -76,6 +76,6 @@ async def test_virtual_mic_delivers_the_exact_samples_in_real_time(virtual_mic: 
 
 async def test_mic_index_that_does_not_exist_is_a_clear_error(virtual_mic: np.ndarray):
     with pytest.raises(SourceError, match="no such audio device") as e:
-        async for _ in make_source("mic:42"):
+        async for _ in open_source("mic:42"):
             pass
     assert "\n" not in str(e.value)

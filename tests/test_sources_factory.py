@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from affectstream.streams.sources.base import SourceError
 from affectstream.streams.sources.camera import CameraSource
-from affectstream.streams.sources.factory import make_source, make_sources, parse_source, parse_sources
+from affectstream.streams.sources.factory import make_sources, open_source, parse_source, parse_sources
 from affectstream.streams.sources.file import FileSource
 from affectstream.streams.sources.mic import MicSource
 from affectstream.streams.sources.url import UrlSource
@@ -67,12 +67,12 @@ def test_bad_specs_fail_with_one_line(spec: str, message: str):
     assert "\n" not in str(e.value)
 
 
-def test_make_source_builds_each_kind(clip_av: Path):
-    f = make_source(f"talk={clip_av}", realtime=True)
+def test_open_source_builds_each_kind(clip_av: Path):
+    f = open_source(f"talk={clip_av}", realtime=True)
     assert isinstance(f, FileSource) and f.stream_id == "talk" and f.realtime and f.duration
-    assert isinstance(make_source("udp://127.0.0.1:5000"), UrlSource)
-    assert isinstance(make_source("camera:0"), CameraSource)
-    assert isinstance(make_source("mic"), MicSource)
+    assert isinstance(open_source("udp://127.0.0.1:5000"), UrlSource)
+    assert isinstance(open_source("camera:0"), CameraSource)
+    assert isinstance(open_source("mic"), MicSource)
 
 
 def test_existing_file_with_equals_sign_is_a_file(tmp_path: Path, clip_av: Path):

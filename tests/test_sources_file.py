@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from affectstream.engine.types import AudioChunk, VideoFrame
 from affectstream.streams.sources.base import SourceError
-from affectstream.streams.sources.factory import make_source
+from affectstream.streams.sources.factory import open_source
 from affectstream.streams.sources.file import FileSource
 from media import astronaut_bgr, beckett_audio, moving_frames
 
@@ -127,18 +127,18 @@ def _write(path: Path, data: bytes) -> Path:
 def test_bad_files_fail_with_one_clear_line(tmp_path: Path, make, message):
     path = make(tmp_path)
     with pytest.raises(SourceError, match=message) as e:
-        make_source(str(path))
+        open_source(str(path))
     assert "\n" not in str(e.value) and str(path) in str(e.value)
 
 
 def test_truncated_mp4_without_index_is_a_clear_error(clip_truncated_mp4: Path):
     with pytest.raises(SourceError, match="truncated"):
-        make_source(str(clip_truncated_mp4))
+        open_source(str(clip_truncated_mp4))
 
 
 def test_unsupported_codec_is_a_clear_error(clip_unsupported_codec: Path):
     with pytest.raises(SourceError, match="unsupported codec"):
-        make_source(str(clip_unsupported_codec))
+        open_source(str(clip_unsupported_codec))
 
 
 def test_file_with_no_audio_or_video_track(tmp_path: Path):
@@ -150,7 +150,7 @@ def test_file_with_no_audio_or_video_track(tmp_path: Path):
     out = tmp_path / "subs_only.mkv"
     subprocess.run([ffmpeg, "-hide_banner", "-loglevel", "error", "-i", str(srt), str(out)], check=True)
     with pytest.raises(SourceError, match="no video or audio track"):
-        make_source(str(out))
+        open_source(str(out))
 
 
 async def test_truncated_file_yields_what_decodes_then_ends_counted(clip_truncated: Path, caplog):
