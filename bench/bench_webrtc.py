@@ -66,7 +66,20 @@ async def run_callers(url: str, n: int, seconds: float, fps: int) -> dict[str, A
 
 
 # --------------------------------------------------------------------------- server side
-async def measure(n: int, seconds: float, fps: int, analyzer: Any) -> dict[str, Any]:
+def _worker_cpu_s(executor: Any) -> float:
+    """CPU seconds of the executor's worker processes (process backend), so "server CPU" includes them."""
+    total = 0.0
+    for w in (executor.stats().get("per_worker", []) if executor is not None else []):
+        try:
+            with open(f"/proc/{w['pid']}/stat") as f:
+                parts = f.read().rsplit(")", 1)[1].split()
+            total += (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, KeyError, IndexError, ValueError, TypeError):
+            pass
+    return total
+
+
+async def measure(n: int, seconds: float, fps: int, analyzer: Any, executor: Any = None) -> dict[str, Any]:
     from affectstream.engine.config import load_settings
     from affectstream.engine.pipeline import Pipeline
     from affectstream.engine.smoother import Smoother, SmootherSettings
@@ -75,10 +88,11 @@ async def measure(n: int, seconds: float, fps: int, analyzer: Any) -> dict[str, 
 
     settings = load_settings(None, {"reasoning.enabled": False, "mqtt.enabled": False})
     channels = DataChannelSink()
-    engine = Pipeline(settings, analyzer, [channels], smoother=Smoother(SmootherSettings()))
+    engine = Pipeline(settings, analyzer, [channels], smoother=Smoother(SmootherSettings()), executor=executor)
     server = WebRtcServer(ServerConfig(port=0, max_peers=max(4, n)), engine, channels)
     await server.start()
     cpu0 = os.times()
+    wcpu0 = _worker_cpu_s(executor)
     samples: dict[str, list[tuple[float, dict[str, Any]]]] = {}
     dropped_windows: dict[str, int] = {}
     try:
@@ -99,6 +113,7 @@ async def measure(n: int, seconds: float, fps: int, analyzer: Any) -> dict[str, 
     finally:
         await server.close()
     cpu1 = os.times()
+    wcpu = _worker_cpu_s(executor) - wcpu0
     rx = []
     for seq in samples.values():
         warm = [x for x in seq if x[0] >= seq[0][0] + 2.0] or seq  # skip the first 2 s (ramp-up)
@@ -131,7 +146,7 @@ async def measure(n: int, seconds: float, fps: int, analyzer: Any) -> dict[str, 
         "engine_p50_ms": float(np.percentile(pub, 50)) if pub.size else float("nan"),
         "callers_cpu_pct": callers["cpu_pct"],
         "server_cpu_pct": 100
-        * ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system))
+        * ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system) + wcpu)
         / max(1e-6, cpu1.elapsed - cpu0.elapsed),
     }
 
@@ -143,16 +158,28 @@ async def main_async(args: argparse.Namespace) -> None:
 
     prof = Path(args.profile) if args.profile else profile_dir("lite")
     s = load_settings(None, {})
-    analyzer = LiteAnalyzer.from_profile(prof, s.lite, runtime=s.runtime)
+    analyzer, executor = None, None
+    if args.backend == "process":  # warm worker processes, each with its own ONNX sessions
+        from affectstream.engine.executor.base import AnalyzerFactory, make_executor
+
+        s = s.model_copy(update={"executor": s.executor.model_copy(update={"backend": "process"})})
+        executor = make_executor(s, AnalyzerFactory.from_settings(s, profile_dir=str(prof), threads=1))
+        await executor.start()
+    else:
+        analyzer = LiteAnalyzer.from_profile(prof, s.lite, runtime=s.runtime)
     load = os.getloadavg()
     print(f"# bench_webrtc: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(f"# {args.seconds:g} s per run, callers send 640x480 VP8 @ {args.fps} fps + Opus speech")
+    print(f"# {args.seconds:g} s per run, callers send 640x480 VP8 @ {args.fps} fps + Opus speech; "
+          f"analysis: {args.backend} backend")
     rows = []
     for n in [int(x) for x in args.callers.split(",")]:
-        r = await measure(n, args.seconds, args.fps, analyzer)
+        r = await measure(n, args.seconds, args.fps, analyzer, executor)
         rows.append(r)
         print(json.dumps(r), flush=True)
-    analyzer.close()
+    if executor is not None:
+        await executor.close()
+    if analyzer is not None:
+        analyzer.close()
     base = rows[0]
     print()
     hdr = (
@@ -188,6 +215,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--fps", type=int, default=15)
     ap.add_argument("--max-p95", type=float, default=1.5, help="real-time bound on p95 latency, s")
+    ap.add_argument("--backend", choices=("thread", "process"), default="thread",
+                    help="where the server analyses: one thread in its process, or warm worker processes")
     ap.add_argument("--profile", help="lite profile folder (default: $AFFECTSTREAM_HOME/profiles/lite)")
     args = ap.parse_args()
     from affectstream.streams.web.ice import restrict_to_loopback
