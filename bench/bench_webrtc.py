@@ -69,7 +69,7 @@ async def run_callers(url: str, n: int, seconds: float, fps: int) -> dict[str, A
 def _worker_cpu_s(executor: Any) -> float:
     """CPU seconds of the executor's worker processes (process backend), so "server CPU" includes them."""
     total = 0.0
-    for w in (executor.stats().get("per_worker", []) if executor is not None else []):
+    for w in executor.stats().get("per_worker", []) if executor is not None else []:
         try:
             with open(f"/proc/{w['pid']}/stat") as f:
                 parts = f.read().rsplit(")", 1)[1].split()
@@ -88,7 +88,9 @@ async def measure(n: int, seconds: float, fps: int, analyzer: Any, executor: Any
 
     settings = load_settings(None, {"reasoning.enabled": False, "mqtt.enabled": False})
     channels = DataChannelSink()
-    engine = Pipeline(settings, analyzer, [channels], smoother=Smoother(SmootherSettings()), executor=executor)
+    engine = Pipeline(
+        settings, analyzer, [channels], smoother=Smoother(SmootherSettings()), executor=executor
+    )
     server = WebRtcServer(ServerConfig(port=0, max_peers=max(4, n)), engine, channels)
     await server.start()
     cpu0 = os.times()
@@ -169,8 +171,10 @@ async def main_async(args: argparse.Namespace) -> None:
         analyzer = LiteAnalyzer.from_profile(prof, s.lite, runtime=s.runtime)
     load = os.getloadavg()
     print(f"# bench_webrtc: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(f"# {args.seconds:g} s per run, callers send 640x480 VP8 @ {args.fps} fps + Opus speech; "
-          f"analysis: {args.backend} backend")
+    print(
+        f"# {args.seconds:g} s per run, callers send 640x480 VP8 @ {args.fps} fps + Opus speech; "
+        f"analysis: {args.backend} backend"
+    )
     rows = []
     for n in [int(x) for x in args.callers.split(",")]:
         r = await measure(n, args.seconds, args.fps, analyzer, executor)
@@ -215,8 +219,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--fps", type=int, default=15)
     ap.add_argument("--max-p95", type=float, default=1.5, help="real-time bound on p95 latency, s")
-    ap.add_argument("--backend", choices=("thread", "process"), default="thread",
-                    help="where the server analyses: one thread in its process, or warm worker processes")
+    ap.add_argument(
+        "--backend",
+        choices=("thread", "process"),
+        default="thread",
+        help="where the server analyses: one thread in its process, or warm worker processes",
+    )
     ap.add_argument("--profile", help="lite profile folder (default: $AFFECTSTREAM_HOME/profiles/lite)")
     args = ap.parse_args()
     from affectstream.streams.web.ice import restrict_to_loopback
