@@ -105,15 +105,19 @@ async def build_executor(settings: Settings, live_streams: int) -> Any:
         return None
     ex = settings.executor
     profile_dir = await asyncio.to_thread(ensure_profile, "lite")
-    factory = AnalyzerFactory.from_settings(settings, profile_dir=str(profile_dir), threads=ex.threads_per_worker)
+    factory = AnalyzerFactory.from_settings(
+        settings, profile_dir=str(profile_dir), threads=ex.threads_per_worker
+    )
     try:
         executor = make_executor(settings, factory, live_streams=live_streams)
         await executor.start()
     except Exception as e:
         if ex.backend != "auto":
             raise UsageError(f"executor backend {ex.backend!r} unavailable: {e}") from e
-        print(f"affectstream: analysis worker processes unavailable ({e}); analysing in this process",
-              file=sys.stderr)
+        print(
+            f"affectstream: analysis worker processes unavailable ({e}); analysing in this process",
+            file=sys.stderr,
+        )
         return None
     return executor
 
