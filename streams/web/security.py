@@ -18,6 +18,9 @@ from affectstream.streams.web.ice import is_loopback_host
 # An SDP offer with audio, video and a data channel is ~3-6 KB; 64 KiB leaves room for many codecs
 # and candidates while refusing anything that is clearly not an offer.
 MAX_BODY_BYTES = 64 * 1024
+# A real offer arrives in one round trip; a client that takes longer than this to send 64 KiB is
+# holding a connection open (slowloris), not calling.
+BODY_TIMEOUT_S = 10.0
 
 
 def resolve_token(host: str, token: str | None) -> tuple[str | None, bool]:

@@ -17,7 +17,6 @@ import json
 import logging
 import re
 import ssl
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -33,12 +32,13 @@ from affectstream.streams.web.ice import (
 )
 from affectstream.streams.web.peer import Peer
 from affectstream.streams.web.security import (
+    BODY_TIMEOUT_S,
     MAX_BODY_BYTES,
     PeerSlots,
     bearer_from,
     token_ok,
 )
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 
 log = logging.getLogger("affectstream.web")
 
@@ -56,6 +56,7 @@ class ServerConfig:
     connect_timeout: float = 30.0
     media_timeout: float = 10.0
     max_body: int = MAX_BODY_BYTES
+    body_timeout: float = BODY_TIMEOUT_S  # a client that trickles its offer is cut off after this
     max_video_fps: float = 15.0
     start_bitrate_kbps: int = 1000  # x-google-start-bitrate: skip Chromium's 480x360 ramp-up
     tls_cert: Path | None = None  # https: browsers allow getUserMedia only on https or localhost
@@ -102,6 +103,15 @@ def with_start_bitrate(sdp: str, kbps: int) -> str:
             if pt in have_fmtp and not have_fmtp[pt]:
                 final.append(f"a=fmtp:{pt} {param}")
     return "\r\n".join(final) + "\r\n"
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    """A bounded repr for error messages: the client's value may be 64 KiB of nested lists."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        text = type(value).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -190,17 +200,30 @@ class WebRtcServer:
         if not self._authorized(request):
             return _error(401, "missing or wrong bearer token")
         try:
-            raw = await request.read()
+            raw = await asyncio.wait_for(request.read(), self.config.body_timeout)
         except web.HTTPRequestEntityTooLarge:
             return _error(413, f"request body larger than {self.config.max_body} bytes")
+        except asyncio.TimeoutError:
+            log.info(
+                "offer from %s: body not received within %.0f s; dropped",
+                request.remote,
+                self.config.body_timeout,
+            )
+            return _error(408, f"request body not received within {self.config.body_timeout:g} s")
+        except (ConnectionError, ClientPayloadError, asyncio.IncompleteReadError) as e:
+            # the caller went away mid-body (closed tab, dropped link): one line, not a traceback
+            log.info("offer from %s abandoned mid-body (%s)", request.remote, e or type(e).__name__)
+            return _error(400, "request body incomplete")
         try:
             body = json.loads(raw)
+        except RecursionError:
+            return _error(400, "body is nested too deeply to be an offer")
         except (ValueError, UnicodeDecodeError):
             return _error(400, 'body is not JSON: expected {"sdp": ..., "type": "offer"}')
         if not isinstance(body, dict) or not isinstance(body.get("sdp"), str) or not body["sdp"].strip():
             return _error(400, "body must be a JSON object with a non-empty string 'sdp'")
         if body.get("type", "offer") != "offer":
-            return _error(400, f"'type' must be 'offer', got {body.get('type')!r}")
+            return _error(400, f"'type' must be 'offer', got {_short(body.get('type'))}")
         if self.config.consent and body.get("consent") is not True:
             return _error(403, "the caller has not agreed to the emotion-analysis notice (consent required)")
         sid = body.get("stream") or f"call-{uuid.uuid4().hex[:8]}"
