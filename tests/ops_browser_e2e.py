@@ -9,6 +9,8 @@ Meant to run inside a loopback-only network namespace (tests/test_ops_browser.py
     dashboard --clip FILE --streams N   start `affectstream run` on N copies of the clip (real time, real
                                  lite models, a real mosquitto) with `--http`, open its dashboard, wait
                                  until N streams show windows, scrape /metrics before and after
+    callpage  --notice TEXT      start `affectstream serve`; the call page shows the notice and keeps
+                                 Start disabled until the consent box is ticked
 """
 
 from __future__ import annotations
@@ -218,13 +220,76 @@ def run_dashboard(clip: Path, n: int, shot: Path, timeout_s: float) -> dict[str,
     return result
 
 
+async def callpage(notice: str, shot: Path) -> dict[str, Any]:
+    from fixtures_models import test_home
+    from playwright.async_api import async_playwright
+
+    env = dict(os.environ, AFFECTSTREAM_HOME=str(test_home()), PYTHONUNBUFFERED="1",
+               AFFECTSTREAM_PRIVACY__NOTICE=notice)  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "affectstream.engine.cli",
+        "serve",
+        "--port",
+        "0",
+        "--no-mqtt",
+        "--no-reasoning",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    out: dict[str, Any] = {"ok": False}
+    console: list[str] = []
+    requests: list[str] = []
+    try:
+        assert proc.stdout is not None
+        url = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if "serving calls at " in line:
+                url = line.split("serving calls at ", 1)[1].strip()
+                break
+        if url is None:
+            raise RuntimeError("serve did not start")
+        async with async_playwright() as p:
+            ctx = await _browser(p)
+            try:
+                page = ctx.pages[0] if ctx.pages else await ctx.new_page()
+                _watch(page, console, requests)
+                await page.goto(url)
+                await page.wait_for_function("document.body.dataset.consent === 'required'", timeout=20_000)
+                out["notice"] = await page.text_content("#notice")
+                out["consent_visible"] = await page.is_visible("#consent")
+                out["start_disabled_before"] = await page.is_disabled("#start")
+                await page.screenshot(path=str(shot), full_page=True)
+                await page.check("#consent")
+                out["start_disabled_after"] = await page.is_disabled("#start")
+                out["active_hidden"] = not await page.is_visible("#active")
+            finally:
+                await ctx.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=30)
+            out["server_exit"] = proc.returncode
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out["server_exit"] = "killed"
+    out["console"] = console
+    out["ok"] = out.get("notice") == notice
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["report", "dashboard"])
+    ap.add_argument("mode", choices=["report", "dashboard", "callpage"])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--name", required=True)
     ap.add_argument("--html", type=Path)
     ap.add_argument("--clip", type=Path)
+    ap.add_argument("--notice", default="Emotion analysis active (test notice).")
     ap.add_argument("--streams", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=120)
     args = ap.parse_args()
@@ -234,6 +299,8 @@ def main() -> int:
     try:
         if args.mode == "report":
             result = asyncio.run(report(args.html, shot))
+        elif args.mode == "callpage":
+            result = asyncio.run(callpage(args.notice, shot))
         else:
             result = run_dashboard(args.clip, args.streams, shot, args.timeout)
     except Exception as e:
