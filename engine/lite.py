@@ -262,10 +262,6 @@ class LiteAnalyzer(AnalyzerBase):
         opts.update(kw)
         return cls(profile, runtime=runtime, **opts)
 
-    @classmethod
-    def from_settings(cls, settings: Any, profile: Any = "lite") -> LiteAnalyzer:
-        return cls.from_profile(profile, settings)
-
     def _torch_expression(self) -> Any:
         from affectstream.engine.runtimes.torch_rt import TorchRuntime
         from affectstream.export.fer import load_hdf5
@@ -614,8 +610,3 @@ def _mean_actions(rows: list[dict[str, float]]) -> dict[str, float] | None:
         return None
     keys = sorted({k for r in rows for k in r})
     return {k: float(np.mean([r[k] for r in rows if k in r])) for k in keys}
-
-
-def build(profile_dir: str | Path, **kw: Any) -> LiteAnalyzer:
-    """Convenience: `LiteAnalyzer(Profile.load(profile_dir), **kw)`."""
-    return LiteAnalyzer(Path(profile_dir), **kw)

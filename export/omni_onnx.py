@@ -6,7 +6,7 @@ Four graphs, cut where the streaming analyzer caches or batches:
 - `omni_projector.onnx`: features (B, 8, 196, C) + gate probs (B, 3) → fused video tokens (B, 392, H);
 - `omni_audio.onnx`: log-mel (B, 128, F) → audio tokens (B, F/6, H), F dynamic (3000 faithful, less fast);
 - `omni_gate.onnx`: BERT ids + mask (B, L) → branch probs (B, 3).
-The LLM is not exported here: it decodes from spliced embeddings (see engine/omni/quant.py).
+The LLM is not exported here: it decodes from spliced embeddings (engine/omni/decode.py, engine/omni/llama_embed.py).
 Exports use eager attention and the TorchScript exporter (no onnxscript dependency).
 """
 

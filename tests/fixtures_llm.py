@@ -74,6 +74,6 @@ def hf_model(llm_gguf: Path):
     """The transformers fp32 reference loaded from the same GGUF."""
     pytest.importorskip("transformers")
     pytest.importorskip("gguf")
-    from affectstream.engine.llm.hf import HFReferenceLM
+    from hf_reference import HFReferenceLM
 
     return HFReferenceLM(llm_gguf)

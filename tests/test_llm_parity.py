@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from affectstream.engine.llm.examples import CUE_EXAMPLES
 from affectstream.engine.llm.llama import LlamaCppLM
 from affectstream.engine.llm.prompt import chat_messages
+from llm_examples import CUE_EXAMPLES
 
 pytestmark = pytest.mark.slow  # loading the fp32 reference costs 15–60 s on 2 shared cores
 

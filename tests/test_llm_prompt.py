@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from affectstream.engine.labels import EMOTIONS, RAVDESS_LABELS
-from affectstream.engine.llm.examples import CUE_EXAMPLES
 from affectstream.engine.llm.prompt import FORMAT_RULE, QUESTION, Evidence, chat_messages, render_prompt
 from affectstream.engine.types import FaceResult, VoiceResult, WindowRef, WindowResult
+from llm_examples import CUE_EXAMPLES
 
 
 def _result(**kw) -> WindowResult:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 from affectstream.engine.labels import EMOTIONS
-from affectstream.engine.llm.examples import CUE_EXAMPLES
 from affectstream.engine.llm.llama import LlamaCppLM
 from affectstream.engine.llm.parse import parse_generation
 from affectstream.engine.llm.prompt import chat_messages
 from affectstream.engine.llm.reasoner import Reasoner
 from affectstream.engine.runtimes.base import ModelFileError
 from affectstream.engine.types import WindowRef, WindowResult
+from llm_examples import CUE_EXAMPLES
 
 MAX_TOKENS = 48
 

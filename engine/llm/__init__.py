@@ -2,5 +2,6 @@
 
 prompt (evidence → R1-Omni-worded text) → llama (llama.cpp + GBNF grammar) → parse (first `<answer>`,
 label validation) → reasoner (never raises) → scheduler (triggers, one generation per stream, worker
-threads). `hf` is the transformers reference on the same GGUF, for training and parity checks.
+threads). The transformers reference on the same GGUF, for parity checks, is a test helper
+(tests/hf_reference.py), not part of the package.
 """

@@ -2,7 +2,7 @@
 
 A hand-written loop instead of `generate()` because (a) the prompt is embeddings, not ids, (b) the
 analyzer and the GPU check need prefill and decode timed separately, and (c) the same loop drives the
-fp32 reference and the int8 variant (quant.py), so their outputs can be compared token by token.
+fp32 reference and the int8 variant (tests/omni_quant.py), so their outputs can be compared token by token.
 Batched prompts must have equal length (true for windows of one stream config: same instruction,
 same token counts), so no padding or attention mask is needed.
 """

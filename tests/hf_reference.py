@@ -1,9 +1,10 @@
 """The transformers reference path: the SAME GGUF file, dequantized to fp32 by transformers.
 
-Why keep a slow second runtime: RLVR training needs autograd and PEFT, which llama.cpp does not
-have, and parity tests need an independent implementation to compare llama.cpp's quantized kernels
-against. transformers' GGUF loader gives exactly the dequantized Q4_1 weights (docs/models.md §6), so the
-two differ only by llama.cpp's quantized matmuls (activations quantized to Q8) — the parity floor.
+A test and bench helper, not part of the installed package: production runs llama.cpp, and training
+loads the model itself (train/model.py). Parity tests need an independent implementation to compare
+llama.cpp's quantized kernels against. transformers' GGUF loader gives exactly the dequantized Q4_1
+weights (docs/models.md §6), so the two differ only by llama.cpp's quantized matmuls (activations
+quantized to Q8) — the parity floor.
 """
 
 from __future__ import annotations

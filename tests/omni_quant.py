@@ -1,4 +1,7 @@
-"""Decoder variants for the LLM and the accuracy check that chooses between them.
+"""Decoder variants for the r1-omni LLM and the accuracy check that chooses between them.
+
+A bench experiment (bench/bench_omni.py) and its test, not part of the installed package: the
+analyzer decodes with torch or llama.cpp (engine/omni/decode.py, engine/omni/llama_embed.py).
 
 `int8_decoder` makes a decoding-only copy of the Qwen2 LLM (no towers) whose Linear layers use torch
 dynamic int8 quantisation (weights int8 per channel, activations quantised on the fly); embeddings stay

@@ -1,5 +1,7 @@
 """Hand-written, realistic evidence for each emotion: smoke tests, benchmarks, accuracy sanity checks.
 
+A test and bench helper, not part of the installed package (benches put tests/ on sys.path).
+
 The numbers mimic what the lite perception stack reports (FER-2013 softmax scores, prosody in Hz /
 dB / peaks per second, arousal 0–1, a Whisper-style transcript). Two cases per label, one clear and
 one ambiguous, so an accuracy figure over them is a rough floor check — not a benchmark result.
