@@ -28,6 +28,7 @@ from typing import Any
 from affectstream.engine.config import MqttSettings, Settings
 from affectstream.engine.errors import UsageError
 from affectstream.engine.pipeline import Pipeline
+from affectstream.engine.runtimes.base import ModelFileError
 from affectstream.engine.types import WindowResult
 
 log = logging.getLogger("affectstream.app")
@@ -129,28 +130,12 @@ def make_smoother(settings: Settings) -> Any:
 
 
 def make_mqtt_sink(m: MqttSettings, url: str) -> Any:
-    """An MqttSink from the `mqtt` settings section; the URL's own options win over defaults."""
-    from affectstream.streams.sinks.mqtt import MqttSink
+    """An MqttSink from the `mqtt` settings section (which has already merged and checked the URL's
+    options); `url` is the broker actually used (the embedded one's when `m.url` is None)."""
+    from affectstream.streams.sinks.mqtt import MqttSink, MqttTarget
 
-    kw: dict[str, Any] = {
-        "node_id": m.node_id,
-        "prefix": f"{m.prefix}/{m.node_id}",
-        "window_qos": m.window_qos,
-        "queue_max": m.offline_queue,
-    }
-    if m.username:
-        kw["username"] = m.username
-    if m.password:
-        kw["password"] = m.password
-    if m.tls_ca or m.tls_cert:
-        kw.update(
-            tls=True,
-            ca_file=m.tls_ca and str(m.tls_ca),
-            cert_file=m.tls_cert and str(m.tls_cert),
-            key_file=m.tls_key and str(m.tls_key),
-        )
     try:
-        return MqttSink(url, **kw)
+        return MqttSink(MqttTarget.from_settings(m, url))
     except ValueError as e:
         raise UsageError(str(e)) from e
 
@@ -250,21 +235,29 @@ async def build_app(
     broker = None
     try:
         if settings.jsonl:
-            from affectstream.streams.sinks.jsonl import JsonlSink
+            from affectstream.streams.sinks.jsonl import JsonlSink, JsonlSinkError
 
             if settings.privacy.retention_hours and settings.jsonl != "-":
                 from affectstream.streams.retention import prune_outputs
 
                 out = Path(settings.jsonl).expanduser()
                 prune_outputs(out.parent, settings.privacy.retention_hours * 3600, keep=[out])
-            sinks.append(JsonlSink(settings.jsonl))
+            jsonl = JsonlSink(settings.jsonl)
+            try:
+                await jsonl.start()  # now, so a path that cannot be written fails before models load
+            except JsonlSinkError as e:
+                raise UsageError(str(e)) from None
+            sinks.append(jsonl)
         mqtt_sink, broker = await start_mqtt(settings)
         if mqtt_sink is not None:
             sinks.append(mqtt_sink)
         if settings.profile == "lite":
             await asyncio.to_thread(ensure_profile, "lite")
-        executor = await build_executor(settings, live_streams)
-        analyzer = None if executor is not None else await asyncio.to_thread(build_analyzer, settings)
+        try:
+            executor = await build_executor(settings, live_streams)
+            analyzer = None if executor is not None else await asyncio.to_thread(build_analyzer, settings)
+        except ModelFileError as e:  # a missing or damaged model file: one line naming it and the fix
+            raise UsageError(str(e)) from None
     except BaseException:
         if broker is not None:
             await broker.stop()
@@ -394,8 +387,27 @@ async def run_sources(
         hub = LiveHub()
         extra.append(hub)
     live = sum(1 for s in sources if s.live or settings.realtime)
-    app = await build_app(settings, extra_sinks=extra, on_result=on_result, live_streams=live)
-    _on_stop_signals(app.pipeline.stop)
+    # SIGINT/SIGTERM from now on, models loading included, is a clean stop with exit code 0
+    stopping: list[Pipeline] = []
+    stop_early = asyncio.Event()
+
+    def on_signal() -> None:
+        stop_early.set()
+        for p in stopping:
+            p.stop()
+
+    _on_stop_signals(on_signal)
+    try:
+        app = await build_app(settings, extra_sinks=extra, on_result=on_result, live_streams=live)
+    except BaseException:
+        await _close_sources(sources)
+        raise
+    if stop_early.is_set():
+        await _close_sources(sources)
+        await app.close()
+        print("affectstream: stopped before the streams started", file=sys.stderr)
+        return 0
+    stopping.append(app.pipeline)
     try:
         if hub is not None and http is not None:
             ops = await _start_ops(hub, http)
@@ -414,7 +426,39 @@ async def run_sources(
             + (f" ({last})" if last else ""),
             file=sys.stderr,
         )
-    return 1 if failed or undelivered else 0
+    lost = _report_sink_losses(app.sinks, states)
+    return 1 if failed or undelivered or lost else 0
+
+
+def _report_sink_losses(sinks: Sequence[Any], states: dict[str, Any]) -> int:
+    """The exit summary of what the sinks lost: a sink that stopped writing (full disk, closed pipe),
+    results dropped from the full MQTT offline queue, and damaged media skipped per stream. Returns how
+    many kinds of loss there were (non-zero makes the exit code 1; skipped damage does not)."""
+    lost = 0
+    for sk in sinks:
+        failure = sk.failure() if callable(getattr(sk, "failure", None)) else None
+        if failure:
+            print(f"affectstream: {failure}; results after that were not written", file=sys.stderr)
+            lost += 1
+        dropped = int(getattr(sk, "dropped", 0) or 0)
+        if dropped:
+            print(
+                f"affectstream: {dropped} MQTT message(s) were dropped while the broker was away (offline "
+                "queue full; raise mqtt.offline_queue to keep more)",
+                file=sys.stderr,
+            )
+            lost += 1
+    for sid, st in states.items():
+        n = int(getattr(getattr(st.source, "stats", None), "decode_errors", 0) or 0)
+        if n:
+            print(f"affectstream: {sid}: skipped {n} damaged packet(s)/frame(s) and went on", file=sys.stderr)
+    return lost
+
+
+async def _close_sources(sources: Sequence[Any]) -> None:
+    for src in sources:
+        with contextlib.suppress(Exception):
+            await src.close()
 
 
 async def run_on_ray(settings: Settings, source_args: Sequence[str], address: str | None) -> int:

@@ -14,8 +14,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -114,8 +116,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     from affectstream.streams.report.load import ReportError, load_results
     from affectstream.streams.report.write import check_output, write_report
 
-    if Path(args.results).is_dir():
-        raise CliError(f"{args.results} is a directory; give the JSONL file of a run")
     hours = load_settings(args.config).privacy.retention_hours
     out = args.output or Path(args.results).with_suffix(".html")
     try:
@@ -218,17 +218,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- train / eval
 def cmd_train(args: argparse.Namespace) -> int:
-    if args.stage == "voice":  # speech-emotion head: train/voice/cli.py
-        return int(_need("affectstream.train.voice.cli", "train").main(args) or 0)
-    if args.config is None:
-        raise CliError(f"train {args.stage} needs --config FILE")
     tcli = _need("affectstream.train.cli", "train")
     return int(tcli.train_main(args.stage, args.config, args) or 0)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    if args.what == "media":  # the engine over labelled clips: train/voice/eval_media.py
-        return int(_need("affectstream.train.voice.eval_media", "train").main(args) or 0)
     tcli = _need("affectstream.train.cli", "train")
     return int(tcli.eval_main(args) or 0)
 
@@ -324,25 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
     et.add_argument("--out", type=Path)
     e.set_defaults(func=cmd_export)
 
-    t = sub.add_parser("train", help="RLVR training (cold-start SFT, GRPO); voice: the speech-emotion head")
-    t.add_argument("stage", choices=["sft", "grpo", "voice"])
-    t.add_argument("--config", type=Path, help="TOML config (required for sft/grpo; voice has a default)")
+    t = sub.add_parser("train", help="RLVR training (cold-start SFT, GRPO)")
+    t.add_argument("stage", choices=["sft", "grpo"])
+    t.add_argument("--config", type=Path, required=True)
     t.add_argument("--resume", action="store_true")
-    t.add_argument("--data", type=Path, help="voice: folder of clips with labels.csv")
-    t.add_argument("--labels", type=Path, help="voice: CSV of path,label[,speaker] (default DATA/labels.csv)")
-    t.add_argument("--out", type=Path, help="voice: output folder (default ./voice-head)")
-    t.add_argument("--cache", type=Path, help="voice: feature cache (default $AFFECTSTREAM_HOME/voice_features)")
-    t.add_argument("--folds", type=int, help="voice: cross-validation folds (default 5)")
-    t.add_argument("--epochs", type=int, help="voice: override the config's epochs")
-    t.add_argument("--no-cv", action="store_true", help="voice: skip cross-validation, only fit and export")
-    t.add_argument("--profile", default="lite", help="voice: profile whose Whisper encoder is used")
     t.set_defaults(func=cmd_train)
 
-    ev = sub.add_parser("eval", help="WAR/UAR evaluation over a label list or cue set; media: the engine")
-    ev.add_argument("what", nargs="?", choices=["media"], help="media: run the engine over labelled clips")
-    ev.add_argument("--per-modality", action="store_true", help="media: also face-only and voice-only")
-    ev.add_argument("--profile", default="lite", help="media: model profile")
-    ev.add_argument("--voice-head", type=Path, help="media: a retrained voice head (.onnx) instead of the profile's")
+    ev = sub.add_parser("eval", help="WAR/UAR evaluation over a label list or cue set")
     ev.add_argument("--config", type=Path)
     ev.add_argument("--cues", type=Path, help="cue set JSONL")
     ev.add_argument("--labels", type=Path, help="label list (path,label)")
@@ -354,9 +336,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM before the app installs its graceful handler: nothing has been opened or published yet
+    (settings, imports, probing files), so exit 0 at once. Raising instead is not safe here: an
+    exception raised inside an import or a class body comes out wrapped as a different error."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.cmd in ("run", "serve"):
+        # A service manager may stop the engine at any moment, also during start-up: a clean stop
+        # (exit 0), not death by signal (143). Once running, the app installs its graceful handler.
+        signal.signal(signal.SIGTERM, _terminated)
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2), format="%(levelname)s %(name)s: %(message)s"
     )

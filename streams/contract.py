@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -62,12 +61,6 @@ def check_segment(name: str, what: str = "stream id") -> str:
     if not name or _BAD_SEGMENT.search(name) or len(name) > 64:
         raise ValueError(f"invalid {what} {name!r}: use 1-64 characters without '/', '+', '#' or spaces")
     return name
-
-
-def default_node_id() -> str:
-    """A per-machine default node id: the host name, reduced to characters that are safe in a topic."""
-    host = re.sub(r"[^A-Za-z0-9_-]+", "-", socket.gethostname()).strip("-").lower()
-    return host[:48] or "node"
 
 
 @dataclass(frozen=True, slots=True)

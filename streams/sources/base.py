@@ -95,9 +95,10 @@ class ThreadedSource(Source):
             self._feed.stop(end=True)
 
     async def close(self) -> None:
-        """Stop the producer and wait up to 2 s for its thread; a thread still blocked in FFmpeg's own
-        open/read timeout is a daemon and exits by itself, so closing never hangs the engine."""
-        if self._feed is None or await self._feed.join():
+        """Stop the producer and wait for its thread (2 s; 0.5 s after `stop()`, when a prompt exit is
+        what was asked for); a thread still blocked in FFmpeg's own open/read timeout is a daemon and
+        exits by itself, so closing never hangs the engine."""
+        if self._feed is None or await self._feed.join(0.5 if self._stop_requested else 2.0):
             self._release()
 
     def _release(self) -> None:

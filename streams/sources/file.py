@@ -143,8 +143,8 @@ class FileSource(ThreadedSource):
             self.stats.errors += 1
             self.truncated = True
             log.warning("%s: decoding stopped early (%s); truncated or corrupt file", self.path, res.error)
-        if self.stats.decode_errors:
-            log.warning(
+        if self.stats.decode_errors:  # the run's exit summary says it too
+            log.info(
                 "%s: skipped %d damaged packet(s)/frame(s); the rest was analysed",
                 self.path,
                 self.stats.decode_errors,
