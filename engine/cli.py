@@ -116,6 +116,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from affectstream.streams.report.load import ReportError, load_results
     from affectstream.streams.report.write import check_output, write_report
 
+    if Path(args.results).is_dir():
+        raise CliError(f"{args.results} is a directory; give the JSONL file of a run")
     hours = load_settings(args.config).privacy.retention_hours
     out = args.output or Path(args.results).with_suffix(".html")
     try:
@@ -218,11 +220,17 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- train / eval
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.stage == "voice":  # speech-emotion head: train/voice/cli.py
+        return int(_need("affectstream.train.voice.cli", "train").main(args) or 0)
+    if args.config is None:
+        raise CliError(f"train {args.stage} needs --config FILE")
     tcli = _need("affectstream.train.cli", "train")
     return int(tcli.train_main(args.stage, args.config, args) or 0)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.what == "media":  # the engine over labelled clips: train/voice/eval_media.py
+        return int(_need("affectstream.train.voice.eval_media", "train").main(args) or 0)
     tcli = _need("affectstream.train.cli", "train")
     return int(tcli.eval_main(args) or 0)
 
@@ -318,13 +326,25 @@ def build_parser() -> argparse.ArgumentParser:
     et.add_argument("--out", type=Path)
     e.set_defaults(func=cmd_export)
 
-    t = sub.add_parser("train", help="RLVR training (cold-start SFT, GRPO)")
-    t.add_argument("stage", choices=["sft", "grpo"])
-    t.add_argument("--config", type=Path, required=True)
+    t = sub.add_parser("train", help="RLVR training (cold-start SFT, GRPO); voice: the speech-emotion head")
+    t.add_argument("stage", choices=["sft", "grpo", "voice"])
+    t.add_argument("--config", type=Path, help="TOML config (required for sft/grpo; voice has a default)")
     t.add_argument("--resume", action="store_true")
+    t.add_argument("--data", type=Path, help="voice: folder of clips with labels.csv")
+    t.add_argument("--labels", type=Path, help="voice: CSV of path,label[,speaker] (default DATA/labels.csv)")
+    t.add_argument("--out", type=Path, help="voice: output folder (default ./voice-head)")
+    t.add_argument("--cache", type=Path, help="voice: feature cache (default $AFFECTSTREAM_HOME/voice_features)")
+    t.add_argument("--folds", type=int, help="voice: cross-validation folds (default 5)")
+    t.add_argument("--epochs", type=int, help="voice: override the config's epochs")
+    t.add_argument("--no-cv", action="store_true", help="voice: skip cross-validation, only fit and export")
+    t.add_argument("--profile", default="lite", help="voice: profile whose Whisper encoder is used")
     t.set_defaults(func=cmd_train)
 
-    ev = sub.add_parser("eval", help="WAR/UAR evaluation over a label list or cue set")
+    ev = sub.add_parser("eval", help="WAR/UAR evaluation over a label list or cue set; media: the engine")
+    ev.add_argument("what", nargs="?", choices=["media"], help="media: run the engine over labelled clips")
+    ev.add_argument("--per-modality", action="store_true", help="media: also face-only and voice-only")
+    ev.add_argument("--profile", default="lite", help="media: model profile")
+    ev.add_argument("--voice-head", type=Path, help="media: a retrained voice head (.onnx) instead of the profile's")
     ev.add_argument("--config", type=Path)
     ev.add_argument("--cues", type=Path, help="cue set JSONL")
     ev.add_argument("--labels", type=Path, help="label list (path,label)")
