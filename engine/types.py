@@ -184,6 +184,8 @@ class ReasoningResult:
     profile: str = "lite"
     fallback_label: str | None = None  # the fast label that stands when `valid` is false
     ts: float = field(default_factory=time.time)
+    evidence: list[str] = field(default_factory=list)  # modalities the think cites (face/voice/words)
+    agrees_with_fast_label: bool | None = None  # answer == fast label; None when the answer is invalid
 
     def to_payload(self) -> dict[str, Any]:
         return {
@@ -196,6 +198,8 @@ class ReasoningResult:
             "answer": self.answer,
             "valid": bool(self.valid),
             "fallback_label": self.fallback_label,
+            "evidence": list(self.evidence),
+            "agrees_with_fast_label": self.agrees_with_fast_label,
             "model": self.model,
             "latency_ms": round(float(self.latency_ms), 1),
         }

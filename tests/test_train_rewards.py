@@ -77,3 +77,55 @@ def test_total_and_group() -> None:
     assert g["reward"] == [2.0, 1.0, 0.0]
     with pytest.raises(ValueError, match="unknown reward"):
         score_group([good], "sad", ("nope",))
+
+
+# --------------------------------------------------------------------------- grounding (ours)
+
+
+def _audio_only():
+    from affectstream.engine.llm.prompt import Evidence
+
+    return Evidence(speech=True, speech_ratio=0.8, arousal=0.8, voice_scores=[("angry", 0.61), ("happy", 0.2)])
+
+
+@pytest.mark.parametrize(
+    ("completion", "expected"),
+    [
+        ("<think>The voice sounds angry 0.61, loud and tense; no face in view.</think><answer>angry</answer>", 1.0),
+        ("<think>Overall angry.</think><answer>angry</answer>", 0.5),  # claims nothing absent, names nothing
+        ("<think>Face shows neutral.</think><answer>neutral</answer>", 0.0),  # a face that was never there
+        ("<think>Voice loud; the words say angry.</think><answer>angry</answer>", 0.0),  # no transcript
+        ("<think></think><answer>angry</answer>", 0.0),
+        ("angry", 0.0),
+    ],
+)
+def test_grounding_reward(completion: str, expected: float) -> None:
+    from affectstream.train.rewards import grounding_reward
+
+    assert grounding_reward(completion, _audio_only()) == expected
+    assert grounding_reward(completion, _audio_only().to_dict()) == expected  # stored evidence works too
+
+
+def test_score_group_passes_evidence_to_context_rewards() -> None:
+    comps = ["<think>The voice sounds angry.</think><answer>angry</answer>", "<think>Face calm.</think><answer>sad</answer>"]
+    out = score_group(comps, "angry", ("accuracy", "format", "grounding"), {"evidence": _audio_only()})
+    assert out["grounding"] == [1.0, 0.0]
+    assert out["reward"] == [3.0, 1.0]
+    with pytest.raises(ValueError, match="evidence"):
+        score_group(comps, "angry", ("grounding",))
+    with pytest.raises(ValueError, match="unknown reward"):
+        score_group(comps, "angry", ("nope",))
+
+
+def test_sft_targets_are_grounded_and_short() -> None:
+    from affectstream.train.cues import consistent, generate, target_completion
+    from affectstream.train.rewards import grounding_reward
+
+    samples = generate(200, seed=77)
+    good = [s for s in samples if consistent(s)]
+    assert len(good) > 60
+    for s in good:
+        t = target_completion(s)
+        assert grounding_reward(t, s.evidence) == 1.0, t
+        assert format_reward(t) == 1.0 and accuracy_reward(t, s.label) == 1.0
+        assert len(t.split("</think>")[0].split()) <= 40  # short: decode time is latency

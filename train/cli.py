@@ -26,9 +26,30 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"config not found: {p}")
     text = p.read_text(encoding="utf-8")
     try:
-        return json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
+        cfg = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
         raise ValueError(f"{p}: bad config ({e})") from e
+    return _expand(cfg)
+
+
+DEFAULT_RUN = "~/.cache/affectstream/runs/lite-evidence"
+
+
+def _expand(v: Any) -> Any:
+    """`$AFFECTSTREAM_RUN` (default DEFAULT_RUN) and other env vars in config strings: one config,
+    any run folder (train/run_lite.sh sets RUN)."""
+    import os
+
+    if isinstance(v, dict):
+        return {k: _expand(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_expand(x) for x in v]
+    if isinstance(v, str) and "$" in v:
+        env = {**os.environ}
+        env.setdefault("AFFECTSTREAM_RUN", DEFAULT_RUN)
+        return os.path.expandvars(v.replace("$AFFECTSTREAM_RUN", env["AFFECTSTREAM_RUN"]).replace(
+            "${AFFECTSTREAM_RUN}", env["AFFECTSTREAM_RUN"]))
+    return v
 
 
 def _dc(cls: type, section: dict[str, Any]) -> Any:
@@ -66,10 +87,32 @@ def _samples(cfg: dict[str, Any], split: str) -> list[Any]:
 
     d = cfg.get("data", {})
     sizes = {k: int(d.get(f"n_{k}", v)) for k, v in (("train", 1200), ("val", 150), ("test", 300))}
-    out = build_splits(sizes["train"], sizes["val"], sizes["test"])[split]
+    out = build_splits(sizes["train"], sizes["val"], sizes["test"], bool(d.get("voice_model", True)))[split]
     for extra in d.get(f"{split}_jsonl", []):
-        out += load_jsonl(extra)
+        out += load_jsonl(Path(extra).expanduser())
     return out
+
+
+def _layout(cfg: dict[str, Any]) -> str:
+    from affectstream.engine.llm.prompt import DEFAULT_LAYOUT
+
+    return str(cfg.get("data", {}).get("layout", DEFAULT_LAYOUT))
+
+
+def _adapter_out(cfg: dict[str, Any], out_dir: Path) -> str | None:
+    """The GGUF adapter path of a stage: relative paths live in the stage's run folder.
+
+    Training never writes the shipped adapter (train/artifacts/, pinned by hash): promoting a run's
+    adapter is the explicit `python -m affectstream.train.promote` step.
+    """
+    a = cfg.get("export", {}).get("adapter")
+    if not a:
+        return None
+    p = Path(a).expanduser()
+    p = p if p.is_absolute() else out_dir / p
+    if p.resolve().parent == (Path(__file__).parent / "artifacts").resolve():
+        raise ValueError(f"export.adapter {p} is in the shipped artifacts folder; train into a run folder")
+    return str(p)
 
 
 def _load_model(cfg: dict[str, Any], adapter: str | None = None) -> tuple[Any, Any, Any]:
@@ -126,11 +169,21 @@ def run_sft(cfg: dict[str, Any], resume: bool = False) -> Path:
     model, tok, lora = _load_model(cfg)
     model.print_trainable_parameters()
     samples = _samples(cfg, "train")
-    n_sft = int(cfg.get("data", {}).get("n_sft", 0))
-    samples = samples[:n_sft] if n_sft else samples
+    d = cfg.get("data", {})
+    n_sft = int(d.get("n_sft", 0))
+    samples = samples[:n_sft] + [s for s in samples if s.kind == "real"] if n_sft else samples
+    if d.get("sft_consistent_only"):  # targets whose strongest cue points to the label (see cues.consistent)
+        from affectstream.train.cues import consistent
+
+        samples = [s for s in samples if consistent(s)]
+    import random
+
+    random.Random(int(cfg.get("model", {}).get("seed", 0))).shuffle(samples)
+    _log(f"SFT samples: {len(samples)} ({sum(s.kind == 'real' for s in samples)} real)")
     eos = tok.convert_tokens_to_ids("<|im_end|>")
+    layout = _layout(cfg)
     examples = [
-        SFTExample(encode(tok, prompt_text(tok, s.evidence)), [*encode(tok, target_completion(s)), eos])
+        SFTExample(encode(tok, prompt_text(tok, s.evidence, layout=layout)), [*encode(tok, target_completion(s)), eos])
         for s in samples
     ]
     tr = SFTTrainer(model, examples, tok.pad_token_id, sc)
@@ -139,7 +192,7 @@ def run_sft(cfg: dict[str, Any], resume: bool = False) -> Path:
     _log(f"SFT: {len(examples)} examples, {tr.total_steps} steps of {sc.batch_size}")
     tr.run()
     out = Path(sc.output_dir)
-    save_adapter(model, lora, out, cfg.get("export", {}).get("adapter"))
+    save_adapter(model, lora, out, _adapter_out(cfg, out))
     return out / "adapter.pt"
 
 
@@ -159,16 +212,18 @@ def run_grpo(cfg: dict[str, Any], resume: bool = False) -> Path:
         ref.eval()
     policy = Policy(model, eos_ids(tok), tok.pad_token_id, ref_model=ref)
     samples = _samples(cfg, "train")
-    n_sft = int(cfg.get("data", {}).get("n_sft", 0))  # GRPO prompts are ones SFT did not see
-    samples = samples[n_sft:] or samples
+    n_sft = int(cfg.get("data", {}).get("n_sft", 0))  # synthetic GRPO prompts are ones SFT did not see
+    real = [s for s in samples if s.kind == "real"]
+    samples = [s for s in samples[n_sft:] if s.kind != "real"] + real or samples
+    layout = _layout(cfg)
     kinds = cfg.get("data", {}).get("grpo_kinds")  # optional focus on kinds where rewards vary
     if kinds:
         samples = [s for s in samples if s.kind in kinds] or samples
     examples = [
         GRPOExample(
-            {"input_ids": torch.tensor([encode(tok, prompt_text(tok, s.evidence))])},
+            {"input_ids": torch.tensor([encode(tok, prompt_text(tok, s.evidence, layout=layout))])},
             s.label,
-            {"kind": s.kind},
+            {"kind": s.kind, "evidence": s.evidence},
         )
         for s in samples
     ]
@@ -180,7 +235,7 @@ def run_grpo(cfg: dict[str, Any], resume: bool = False) -> Path:
     )
     tr.run()
     out = Path(gc.output_dir)
-    save_adapter(model, lora, out, cfg.get("export", {}).get("adapter"))
+    save_adapter(model, lora, out, _adapter_out(cfg, out))
     return out / "adapter.pt"
 
 
@@ -194,8 +249,9 @@ def _completions_llama(
 
     gguf = spec.get("gguf") or cfg.get("model", {}).get("gguf") or str(default_gguf())
     lm = LlamaCppLM(gguf, threads=int(cfg.get("model", {}).get("threads", 2)), lora_path=spec.get("lora"))
+    layout = spec.get("layout") or _layout(cfg)
     try:
-        prompts = [lm.chat_prompt(chat_messages(s.evidence, EMOTIONS)) for s in samples]
+        prompts = [lm.chat_prompt(chat_messages(s.evidence, EMOTIONS, layout=layout)) for s in samples]
         return generate_llama(lm, prompts, max_tokens=max_tokens, grammar=grammar)
     finally:
         lm.close()
@@ -215,7 +271,7 @@ def _completions_hf(
         from affectstream.train.model import default_gguf
 
         model, tok = load_base(cfg.get("model", {}).get("gguf") or default_gguf())
-    prompts = [prompt_text(tok, s.evidence) for s in samples]
+    prompts = [prompt_text(tok, s.evidence, layout=spec.get("layout") or _layout(cfg)) for s in samples]
     return generate_hf(
         model,
         tok,

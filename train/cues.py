@@ -17,9 +17,19 @@ data is (evidence, true label) pairs. Two sources:
       partner wins, the face is hidden, or the face is flat neutral) and the words carry the
       emotion — where a reasoner can beat the fast-path fusion rule, which only sees faces and
       arousal. The fast label in every prompt is computed by that rule (engine/fusion.py).
+    - the speech-emotion model's 7-class scores (`voice.scores`), as a trained head produces them:
+      the true label first with moderate confidence, or its acoustic confusion partner (angry↔happy,
+      sad↔neutral, fear↔surprise, disgust↔angry); in `voice_decides` samples the voice is right.
+      They come from their own random stream, so every other field is what it was without them.
     Fixed seeds give fixed train/val/test splits (`build_splits`). Phrases come from one bank
     shared by all splits (the test set measures reading of seen phrase types in new combinations,
-    not open-vocabulary sentiment).
+    not open-vocabulary sentiment). The real speech set (train/real_cues.py) has no faces and only
+    lexically neutral acted sentences, so the synthetic part is what teaches faces and emotional words.
+
+SFT targets (`target_think`) are 1-3 short sentences that cite the strongest evidence actually
+present first (engine/llm/grounding.py decides which), never a modality the window lacks, and end
+with the answer; `consistent` says whether that strongest evidence points to the true label (only
+such samples make sensible cold-start targets — the others are left to GRPO).
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from typing import Any
 import numpy as np
 from affectstream.engine.fusion import TrackEvidence, VoiceEvidence, fuse
 from affectstream.engine.labels import EMOTIONS
+from affectstream.engine.llm import grounding
 from affectstream.engine.llm.prompt import Evidence, render_prompt
 
 # FER-2013's typical confusions (both directions), used to pick the misleading runner-up.
@@ -230,8 +241,43 @@ def _voice(rng: np.random.Generator, label: str) -> dict[str, float]:
     }
 
 
-def synth_sample(index: int, seed: int, kind: str | None = None, label: str | None = None) -> CueSample:
-    """One synthetic sample; deterministic in (seed, index)."""
+# Acoustic confusions of speech-emotion models (similar arousal), for the simulated voice scores.
+VOICE_CONFUSIONS: dict[str, tuple[str, ...]] = {
+    "angry": ("happy", "disgust"),
+    "disgust": ("angry", "neutral"),
+    "fear": ("surprise", "sad"),
+    "happy": ("angry", "surprise"),
+    "sad": ("neutral", "fear"),
+    "surprise": ("fear", "happy"),
+    "neutral": ("sad", "disgust"),
+}
+VOICE_RIGHT_SHARE = 0.65  # share of non-`voice_decides` samples whose voice model is right
+
+
+def _voice_scores(seed: int, index: int, label: str, kind: str) -> dict[str, float]:
+    """Simulated 7-class output of the speech-emotion head (own random stream: see the module doc)."""
+    rng = np.random.default_rng([seed, index, 7])
+    idx = {k: i for i, k in enumerate(EMOTIONS)}
+    right = kind == "voice_decides" or rng.random() < VOICE_RIGHT_SHARE
+    top = label if right else str(rng.choice(VOICE_CONFUSIONS[label]))
+    p = rng.dirichlet(np.full(len(EMOTIONS), 0.8)) * 0.35
+    p[idx[top]] += rng.uniform(0.45, 0.8) if kind == "voice_decides" else rng.uniform(0.25, 0.65)
+    p = p / p.sum()
+    return {k: float(v) for k, v in zip(EMOTIONS, p, strict=True)}
+
+
+def _voice_evidence(voice: dict[str, Any]) -> VoiceEvidence:
+    """VoiceEvidence for the fusion rule, with the voice scores when the rule accepts them."""
+    names = getattr(VoiceEvidence, "__dataclass_fields__", {})
+    if "scores" in names and voice.get("scores") is not None:
+        return VoiceEvidence(voice["speech_ratio"], voice.get("arousal"), scores=voice["scores"])  # type: ignore[call-arg]
+    return VoiceEvidence(voice["speech_ratio"], voice.get("arousal"))
+
+
+def synth_sample(
+    index: int, seed: int, kind: str | None = None, label: str | None = None, voice_model: bool = True
+) -> CueSample:
+    """One synthetic sample; deterministic in (seed, index). `voice_model`: add voice-model scores."""
     py = random.Random(seed * 1_000_003 + index)
     rng = np.random.default_rng([seed, index])
     label = label or py.choice(EMOTIONS)
@@ -275,9 +321,11 @@ def synth_sample(index: int, seed: int, kind: str | None = None, label: str | No
             # Words either agree with the label or say nothing emotional.
             transcript = py.choice(PHRASES[label]) if py.random() < 0.5 else py.choice(NEUTRAL_CONTENT)
         voice["transcript"] = transcript
+        if voice_model:
+            voice["scores"] = _voice_scores(seed, index, label, kind)
     else:
         voice = {"speech": False, "speech_ratio": 0.0, "arousal": None, "transcript": None}
-    fused = fuse(tracks, VoiceEvidence(voice["speech_ratio"], voice.get("arousal")) if voice else None)
+    fused = fuse(tracks, _voice_evidence(voice) if voice else None)
     payload = {
         "label": fused.label,
         "score": fused.score,
@@ -295,17 +343,19 @@ def synth_sample(index: int, seed: int, kind: str | None = None, label: str | No
     )
 
 
-def generate(n: int, seed: int) -> list[CueSample]:
+def generate(n: int, seed: int, voice_model: bool = True) -> list[CueSample]:
     """`n` synthetic samples from `seed` (same inputs → same samples, on every machine)."""
-    return [synth_sample(i, seed) for i in range(n)]
+    return [synth_sample(i, seed, voice_model=voice_model) for i in range(n)]
 
 
-def build_splits(n_train: int = 1200, n_val: int = 150, n_test: int = 300) -> dict[str, list[CueSample]]:
+def build_splits(
+    n_train: int = 1200, n_val: int = 150, n_test: int = 300, voice_model: bool = True
+) -> dict[str, list[CueSample]]:
     """The fixed synthetic splits (disjoint seeds), sizes as given."""
     return {
-        "train": generate(n_train, SPLIT_SEEDS["train"]),
-        "val": generate(n_val, SPLIT_SEEDS["val"]),
-        "test": generate(n_test, SPLIT_SEEDS["test"]),
+        "train": generate(n_train, SPLIT_SEEDS["train"], voice_model),
+        "val": generate(n_val, SPLIT_SEEDS["val"], voice_model),
+        "test": generate(n_test, SPLIT_SEEDS["test"], voice_model),
     }
 
 
@@ -352,33 +402,82 @@ def load_jsonl(path: str | Path) -> list[CueSample]:
     return out
 
 
-def target_think(sample: CueSample) -> str:
-    """A short, evidence-grounded rationale for cold-start SFT (≤ ~30 tokens).
+def _tone(arousal: float | None) -> str | None:
+    if arousal is None:
+        return None
+    return "loud and tense" if arousal >= 0.6 else "quiet and calm" if arousal <= 0.35 else "even"
 
-    It names the cue that decides, so SFT teaches *how* to read the prompt, not only the label.
+
+def _quote(text: str, words: int = 6) -> str:
+    w = text.split()
+    return " ".join(w[:words]) + ("..." if len(w) > words else "")
+
+
+def modality_label(ev: Evidence, modality: str) -> str | None:
+    """The label a modality points to on its own (None: present but says no emotion, or absent)."""
+    if modality == "face" and ev.faces and ev.faces[0].expressions:
+        return ev.faces[0].expressions[0][0]
+    if modality == "voice" and ev.speech and ev.voice_scores:
+        return ev.voice_scores[0][0]
+    if modality == "words":
+        we = grounding.word_emotion(ev.transcript)
+        return we[0] if we else None
+    return None
+
+
+def consistent(sample: CueSample) -> bool:
+    """True when the strongest evidence present points to the true label (a sensible SFT target)."""
+    top = grounding.strongest(sample.evidence)
+    return top is not None and modality_label(sample.evidence, top) == sample.label
+
+
+def _describe(ev: Evidence, modality: str) -> str:
+    if modality == "face":
+        lab, sc = ev.faces[0].expressions[0] if ev.faces[0].expressions else ("unclear", 0.0)
+        acts = sorted((ev.faces[0].actions or {}).items(), key=lambda kv: -kv[1])
+        extra = f" with {acts[0][0].replace('_', ' ')}" if acts and acts[0][1] >= 0.3 else ""
+        return f"the face shows {lab} {sc:.2f}{extra}"
+    if modality == "voice":
+        tone = _tone(ev.arousal)
+        if ev.voice_scores:
+            lab, sc = ev.voice_scores[0]
+            return f"the voice sounds {lab} {sc:.2f}" + (f", {tone}" if tone else "")
+        return f"the voice is {tone or 'plain'}"
+    we = grounding.word_emotion(ev.transcript)
+    q = _quote(ev.transcript or "")
+    return f'the words "{q}" sound {we[0]}' if we else f'the words "{q}" are neutral'
+
+
+def target_think(sample: CueSample) -> str:
+    """A short, grounded rationale for cold-start SFT: 1-3 sentences, strongest evidence first.
+
+    Cites only modalities the window has, states a missing face or speech plainly ("no face in
+    view"), and ends with the answer; the grounding reward gives every target 1.0 (tested).
     """
     ev = sample.evidence
-    face = ev.faces[0].expressions[0][0] if ev.faces and ev.faces[0].expressions else None
-    words_say = None
-    if ev.transcript:
-        for lab, phrases in PHRASES.items():
-            if lab != "neutral" and ev.transcript in phrases:
-                words_say = lab
-    a = ev.arousal
-    tone = None if a is None else ("agitated" if a >= 0.6 else "calm" if a <= 0.35 else "moderate")
-    parts = []
-    parts.append(f"Face shows {face}." if face else "No face visible.")
-    if tone:
-        parts.append(f"Voice is {tone}.")
-    if words_say:
-        parts.append(f"Words sound {words_say}.")
-    if face and face != sample.label and words_say == sample.label:
-        parts.append(f"The words outweigh the face, so {sample.label}.")
-    elif face == sample.label:
-        parts.append(f"So {sample.label}.")
-    else:
-        parts.append(f"Overall {sample.label}.")
-    return " ".join(parts)
+    have = grounding.present(ev)
+    top = grounding.strongest(ev)
+    first = _describe(ev, top) if top else "no face in view and no speech"
+    # supporting cues: the one that agrees with the strongest first, then the others
+    top_label = modality_label(ev, top) if top else None
+    rest = sorted(
+        (m for m in grounding.MODALITIES if m in have and m != top),
+        key=lambda m: modality_label(ev, m) != top_label,
+    )
+    second: list[str] = []
+    for m in rest:
+        lab = modality_label(ev, m)
+        second.append("the words are neutral" if m == "words" and lab is None else _describe(ev, m))
+    if "face" not in have and top is not None:
+        second.append("no face in view")
+    s1 = first[0].upper() + first[1:] + "."
+    s2 = ""
+    if "face" not in have and top is not None:
+        second = second[:1] + second[-1:]  # one supporting cue + the missing face: short is fast
+    if second:
+        joined = "; ".join(second[:2])
+        s2 = " " + joined[0].upper() + joined[1:] + "."
+    return f"{s1}{s2} So {sample.label}."
 
 
 def target_completion(sample: CueSample) -> str:

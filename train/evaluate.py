@@ -36,6 +36,8 @@ class Report:
     labels: list[str]
     format_rate: float | None = None
     subsets: dict[str, dict[str, float]] = field(default_factory=dict)
+    fast: dict[str, float] = field(default_factory=dict)  # the fast label's WAR/UAR on the same samples
+    grounding: dict[str, float] = field(default_factory=dict)  # violation / strongest-named rates, %
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +49,8 @@ class Report:
             "labels": self.labels,
             "format_rate": self.format_rate,
             "subsets": self.subsets,
+            "fast": self.fast,
+            "grounding": self.grounding,
         }
 
 
@@ -77,31 +81,72 @@ def metrics(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str] 
     return Report(len(y_true), war, uar, recall, cm.tolist(), labs)
 
 
+def _think(completion: str) -> str | None:
+    import re
+
+    m = re.search(r"<think>(.*?)</think>", completion, re.DOTALL)
+    return m.group(1) if m else None
+
+
+def voice_or_words(sample: Any) -> bool:
+    """Windows where the voice or the words carry the emotion: the synthetic `voice_decides` kind,
+    and real speech-only windows (no face: only the voice and the words can decide there)."""
+    if sample.kind == "voice_decides":
+        return True
+    return sample.kind == "real" and not sample.evidence.faces
+
+
 def evaluate_completions(
     samples: Sequence[Any], completions: Sequence[str], labels: Sequence[str] = EMOTIONS
 ) -> Report:
-    """Metrics for cue samples (need `.label`, `.kind`, `.fast_label`) and their completions.
+    """Metrics for cue samples (need `.label`, `.kind`, `.fast_label`, `.evidence`) and their completions.
 
-    Adds the format rate and subsets: `voice_decides` and per kind, each with the model's accuracy
-    and the fast-path fusion rule's accuracy on the same samples.
+    Adds the format rate, the fast label's WAR/UAR on the same samples, grounding (share of thinks
+    that claim a modality the window lacked; share that name the strongest modality, both over
+    completions that have a think) and subsets — all, each kind, `voice_or_words`, each real
+    dataset — each with n, the model's and the fast label's accuracy and UAR.
     """
+    from affectstream.engine.llm import grounding
+
     y_true = [s.label for s in samples]
     y_pred = [prediction(c, labels) for c in completions]
+    y_fast = [s.fast_label for s in samples]
     rep = metrics(y_true, y_pred, labels)
     rep.format_rate = 100.0 * float(np.mean([format_reward(c) for c in completions]))
+    fast = metrics(y_true, y_fast, labels)
+    rep.fast = {"war": fast.war, "uar": fast.uar}
+    checks: list[Any] = []
+    for s, c in zip(samples, completions, strict=True):
+        t = _think(c)
+        checks.append(None if t is None else grounding.check(t, s.evidence))
     kinds = sorted({s.kind for s in samples})
     groups = {"all": list(range(len(samples)))}
     for k in kinds:
         groups[k] = [i for i, s in enumerate(samples) if s.kind == k]
+    groups["voice_or_words"] = [i for i, s in enumerate(samples) if voice_or_words(s)]
+    for ds in sorted({str(s.meta.get("dataset")) for s in samples if s.kind == "real"}):
+        groups[f"real/{ds}"] = [i for i, s in enumerate(samples) if s.kind == "real" and s.meta.get("dataset") == ds]
     for name, ids in groups.items():
         if not ids:
             continue
+        yt = [y_true[i] for i in ids]
+        m = metrics(yt, [y_pred[i] for i in ids], labels)
+        f = metrics(yt, [y_fast[i] for i in ids], labels)
+        with_think = [checks[i] for i in ids if checks[i] is not None]
         rep.subsets[name] = {
             "n": len(ids),
-            "accuracy": 100.0 * np.mean([y_pred[i] == y_true[i] for i in ids]),
-            "fusion_accuracy": 100.0 * np.mean([samples[i].fast_label == y_true[i] for i in ids]),
+            "accuracy": m.war,
+            "uar": m.uar,
+            "fusion_accuracy": f.war,
+            "fusion_uar": f.uar,
             "format_rate": 100.0 * np.mean([format_reward(completions[i]) for i in ids]),
+            "agrees_fast": 100.0 * np.mean([y_pred[i] == y_fast[i] for i in ids]),
+            "n_think": len(with_think),
+            "grounding_violations": 100.0 * np.mean([bool(g.violations) for g in with_think]) if with_think else float("nan"),
+            "names_strongest": 100.0 * np.mean([g.names_strongest for g in with_think]) if with_think else float("nan"),
         }
+    al = rep.subsets["all"]
+    rep.grounding = {k: al[k] for k in ("n_think", "grounding_violations", "names_strongest")}
     return rep
 
 
@@ -143,16 +188,21 @@ def generate_llama(lm: Any, prompts: Sequence[str], max_tokens: int = 64, gramma
 
 
 def format_table(rows: dict[str, Report]) -> str:
-    """A markdown table: one row per model, the columns the README reports."""
-    head = "| model | n | format % | WAR (acc) % | UAR % | voice/words-decide acc % | fusion rule on those % | fusion rule, all % |"
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    """A markdown table: one row per model, the columns the README reports (fast label beside)."""
+    nan = float("nan")
+    head = (
+        "| model | n | format % | grounding violations % | names strongest % | WAR % (fast) | UAR % (fast) "
+        "| voice/words n | voice/words WAR % (fast) | agrees with fast % |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
-        vd = r.subsets.get("voice_decides", {})
+        vw = r.subsets.get("voice_or_words", {})
         al = r.subsets.get("all", {})
         lines.append(
-            f"| {name} | {r.n} | {r.format_rate:.1f} | {r.war:.1f} | {r.uar:.1f} | "
-            f"{vd.get('accuracy', float('nan')):.1f} | {vd.get('fusion_accuracy', float('nan')):.1f} | "
-            f"{al.get('fusion_accuracy', float('nan')):.1f} |"
+            f"| {name} | {r.n} | {r.format_rate:.1f} | {r.grounding.get('grounding_violations', nan):.1f} | "
+            f"{r.grounding.get('names_strongest', nan):.1f} | {r.war:.1f} ({r.fast.get('war', nan):.1f}) | "
+            f"{r.uar:.1f} ({r.fast.get('uar', nan):.1f}) | {int(vw.get('n', 0))} | "
+            f"{vw.get('accuracy', nan):.1f} ({vw.get('fusion_accuracy', nan):.1f}) | {al.get('agrees_fast', nan):.1f} |"
         )
     return "\n".join(lines)
 

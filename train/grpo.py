@@ -234,7 +234,8 @@ class GRPOExample:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-RewardFn = Callable[[Sequence[str], str], dict[str, list[float]]]
+# (completions, solution) or, for context rewards such as grounding, (completions, solution, meta)
+RewardFn = Callable[..., dict[str, list[float]]]
 
 
 class GRPOTrainer(TrainingLoop):
@@ -262,7 +263,10 @@ class GRPOTrainer(TrainingLoop):
         self.examples = list(examples)
         self.decode = decode
         self.cfg = config
-        self.reward_fn = reward_fn or (lambda comps, sol: score_group(comps, sol, config.reward_funcs))
+        self.reward_fn = reward_fn or (
+            lambda comps, sol, meta=None: score_group(comps, sol, config.reward_funcs, meta)
+        )
+        self._reward_takes_meta = reward_fn is None
         self.progress = progress
         self.params = [p for p in policy.model.parameters() if p.requires_grad]
         if not self.params:
@@ -319,7 +323,10 @@ class GRPOTrainer(TrainingLoop):
             )
             mask = completion_mask(comps, self.policy.eos_ids)
             texts = [self.decode(row[: int(m.sum())].tolist()) for row, m in zip(comps, mask, strict=True)]
-            scored = self.reward_fn(texts, ex.solution)
+            if self._reward_takes_meta:
+                scored = self.reward_fn(texts, ex.solution, ex.meta)
+            else:
+                scored = self.reward_fn(texts, ex.solution)
             rewards = torch.tensor(scored["reward"], dtype=torch.float32)
             adv = group_advantages(rewards, c.num_generations)
             sums["reward"] += float(rewards.mean())

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from affectstream.engine.labels import EMOTIONS
-from affectstream.engine.llm.prompt import SYSTEM, Evidence, chat_messages
+from affectstream.engine.llm.prompt import DEFAULT_LAYOUT, SYSTEM, Evidence, chat_messages
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -81,10 +81,12 @@ def add_lora(model: Any, lora: LoraSettings) -> Any:
     return get_peft_model(model, cfg)
 
 
-def prompt_text(tokenizer: Any, evidence: Evidence, labels: Sequence[str] = EMOTIONS) -> str:
+def prompt_text(
+    tokenizer: Any, evidence: Evidence, labels: Sequence[str] = EMOTIONS, layout: str = DEFAULT_LAYOUT
+) -> str:
     """The templated prompt exactly as the engine builds it (system + user, assistant turn opened)."""
     return tokenizer.apply_chat_template(
-        chat_messages(evidence, labels, system=SYSTEM), tokenize=False, add_generation_prompt=True
+        chat_messages(evidence, labels, system=SYSTEM, layout=layout), tokenize=False, add_generation_prompt=True
     )
 
 

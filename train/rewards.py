@@ -1,15 +1,24 @@
-"""R1-Omni's verifiable rewards, as plain functions (R1OMNI.md §4.4).
+"""R1-Omni's verifiable rewards, as plain functions, plus our grounding reward.
 
 Why plain functions: GRPO only needs a number per completion, and keeping the rules free of any
 trainer makes them testable on edge cases and reusable by evaluation (format rate = mean format
 reward). The defaults reproduce R1-Omni exactly; the optional normalisation exists because our
 labels are lower-case words and a user may want "Happy" to count, but it is OFF unless asked for.
+
+The grounding reward (ours, not R1-Omni's) needs the window's evidence besides the solution: the
+think must name the modality that carried the most weight and must not claim evidence the cues do
+not contain. It is checked by parsing (engine/llm/grounding.py, the same code that fills the
+`evidence` field of `reasoning` messages), never by another model.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from affectstream.engine.llm import grounding
+from affectstream.engine.llm.prompt import Evidence
 
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _FORMAT = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
@@ -75,19 +84,58 @@ def total_reward(completion: str, solution: str, **accuracy_kwargs: object) -> f
     return accuracy_reward(completion, solution, **accuracy_kwargs) + format_reward(completion)  # type: ignore[arg-type]
 
 
+_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+
+
+def grounding_reward(completion: str, evidence: Evidence | Mapping[str, Any]) -> float:
+    """1.0 when the think names the strongest modality and claims nothing absent; 0.5 when it claims
+    nothing absent but misses the strongest; 0.0 on any claim of absent evidence or without a think.
+
+    A violation zeroes the reward because an explanation that invents a face is worse than a vague
+    one; the half step keeps a gradient between "vague" and "right" for GRPO's group advantages.
+    """
+    if not isinstance(completion, str):
+        return 0.0
+    m = _THINK.search(completion)
+    if m is None or not m.group(1).strip():
+        return 0.0
+    ev = evidence if isinstance(evidence, Evidence) else Evidence.from_dict(evidence)
+    g = grounding.check(m.group(1), ev)
+    if g.violations:
+        return 0.0
+    return 1.0 if g.names_strongest else 0.5
+
+
 RewardFn = Callable[[str, str], float]
+ContextRewardFn = Callable[[str, str, Mapping[str, Any]], float]
 
 REWARD_FUNCS: dict[str, RewardFn] = {"accuracy": accuracy_reward, "format": lambda c, s: format_reward(c)}
+# Rewards that also read the example's context (its `evidence`).
+CONTEXT_REWARD_FUNCS: dict[str, ContextRewardFn] = {
+    "grounding": lambda c, s, ctx: grounding_reward(c, ctx["evidence"]),
+}
 
 
 def score_group(
-    completions: Sequence[str], solution: str, funcs: Sequence[str] = ("accuracy", "format")
+    completions: Sequence[str],
+    solution: str,
+    funcs: Sequence[str] = ("accuracy", "format"),
+    context: Mapping[str, Any] | None = None,
 ) -> dict[str, list[float]]:
-    """Each named reward for each completion, plus their sum under key "reward"."""
+    """Each named reward for each completion, plus their sum under key "reward".
+
+    `context` carries what context rewards need (`{"evidence": Evidence | dict}` for grounding).
+    """
     out: dict[str, list[float]] = {}
     for name in funcs:
-        if name not in REWARD_FUNCS:
-            raise ValueError(f"unknown reward function {name!r}; known: {sorted(REWARD_FUNCS)}")
-        out[name] = [REWARD_FUNCS[name](c, solution) for c in completions]
+        if name in REWARD_FUNCS:
+            out[name] = [REWARD_FUNCS[name](c, solution) for c in completions]
+        elif name in CONTEXT_REWARD_FUNCS:
+            if not context or "evidence" not in context:
+                raise ValueError(f"reward {name!r} needs the example's evidence (context['evidence'])")
+            out[name] = [CONTEXT_REWARD_FUNCS[name](c, solution, context) for c in completions]
+        else:
+            known = sorted({*REWARD_FUNCS, *CONTEXT_REWARD_FUNCS})
+            raise ValueError(f"unknown reward function {name!r}; known: {known}")
     out["reward"] = [sum(vals) for vals in zip(*(out[n] for n in funcs), strict=True)]
     return out

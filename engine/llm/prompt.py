@@ -2,9 +2,19 @@
 
 Why text and not embeddings: the `lite` LLM (SmolLM2-135M) has no vision/audio towers, so the fast
 path's measurements *are* its senses. The wording of the question follows R1-Omni's demo instruction
-(R1OMNI.md §3.4) so a model trained by our RLVR trainer (which imports this module) sees exactly the
-prompt it will see in production. Prefill is part of reasoning latency, so the cue block is compact:
-top-k expressions per face, at most a few faces, rounded numbers, a truncated transcript.
+so a model trained by our RLVR trainer (which imports this module) sees exactly the prompt it will see
+in production. Prefill is part of reasoning latency, so the cue block is compact: top-k expressions
+per face, at most a few faces, rounded numbers, a truncated transcript.
+
+Two layouts:
+- `evidence` (default): the FIXED instruction first (system turn: question, labels, format rule, how
+  to cite evidence), then one stable cue block per window in the user turn: `Face:`, `Voice:`,
+  `Words:` lines, always present and always in that order ("none" when a modality is absent). The
+  templated text up to the user turn is identical for every window, so llama.cpp keeps it in its KV
+  cache and only the window's cues are prefilled. The fast label is left out: the reasoner should
+  judge the evidence, not copy the rule it is meant to check (`agrees_with_fast_label` reports that).
+- `legacy`: the layout the first adapter was trained on (cues, then the question, the fast label
+  included) — kept for the latency baseline and to evaluate that adapter fairly.
 """
 
 from __future__ import annotations
@@ -29,6 +39,13 @@ TOP_EXPRESSIONS = 3  # per face: enough to show ambiguity, few enough to keep pr
 MAX_FACES = 3
 MAX_ACTIONS = 4
 MAX_TRANSCRIPT_CHARS = 160
+LAYOUTS = ("evidence", "legacy")
+DEFAULT_LAYOUT = "evidence"
+# How the think should read; the grounding reward (train/rewards.py) checks exactly this.
+CITE_RULE = (
+    "In the thinking, cite in 1-3 sentences the strongest evidence (face, voice or words) and never "
+    "claim evidence marked none."
+)
 
 
 @dataclass(slots=True)
@@ -58,6 +75,8 @@ class Evidence:
     pause_ratio: float | None = None
     arousal: float | None = None
     transcript: str | None = None
+    # top-k of the speech-emotion model's 7-class scores (payload `voice.scores`), descending
+    voice_scores: list[tuple[str, float]] = field(default_factory=list)
     fast_label: str | None = None
     fast_score: float | None = None
 
@@ -85,6 +104,8 @@ class Evidence:
 
         transcript = v.get("transcript")
         transcript = transcript.strip() if isinstance(transcript, str) and transcript.strip() else None
+        vs = v.get("scores") or {}
+        voice_scores = sorted(((str(k), float(x)) for k, x in vs.items()), key=lambda kv: -kv[1])[:top_k]
         label = payload.get("label")
         score = payload.get("score")
         return cls(
@@ -98,6 +119,7 @@ class Evidence:
             pause_ratio=num("pause_ratio"),
             arousal=num("arousal"),
             transcript=transcript,
+            voice_scores=voice_scores,
             fast_label=None if label is None else str(label),
             fast_score=None if score is None else float(score),
         )
@@ -108,6 +130,7 @@ class Evidence:
             {"track": f.track, "expressions": [[k, v] for k, v in f.expressions], "actions": f.actions}
             for f in self.faces
         ]
+        d["voice_scores"] = [[k, v] for k, v in self.voice_scores]
         return d
 
     @classmethod
@@ -120,8 +143,9 @@ class Evidence:
             )
             for f in d.get("faces", [])
         ]
-        rest = {k: d.get(k) for k in cls.__dataclass_fields__ if k != "faces"}
-        return cls(faces=faces, **rest)
+        rest = {k: d.get(k) for k in cls.__dataclass_fields__ if k not in ("faces", "voice_scores")}
+        vs = [(str(k), float(v)) for k, v in d.get("voice_scores") or []]
+        return cls(faces=faces, voice_scores=vs, **rest)
 
 
 def _f(x: float, nd: int = 2) -> str:
@@ -180,8 +204,69 @@ def render_cues(evidence: Evidence, include_fast: bool = True) -> str:
     return "\n".join(lines)
 
 
+def _scores(pairs: Sequence[tuple[str, float]]) -> str:
+    return ", ".join(f"{k} {_f(v)}" for k, v in pairs)
+
+
+def _transcript(text: str) -> str:
+    t = " ".join(text.split())
+    if len(t) > MAX_TRANSCRIPT_CHARS:
+        t = t[: MAX_TRANSCRIPT_CHARS - 3].rstrip() + "..."
+    return t
+
+
+def render_evidence(evidence: Evidence, include_fast: bool = False) -> str:
+    """The `evidence` layout's cue block: `Face:`, `Voice:`, `Words:` lines, always in this order.
+
+    Every modality gets its line even when absent ("none"), so the model always sees what it may
+    NOT claim, and the line names match the words the think is expected to use.
+    """
+    lines: list[str] = []
+    faces = evidence.faces[:MAX_FACES]
+    if not faces:
+        lines.append("Face: none.")
+    for n, face in enumerate(faces, start=1):
+        line = f"Face{'' if len(faces) == 1 else f' {n}'}: {_scores(face.expressions) or 'unknown'}"
+        if face.actions:
+            acts = sorted(face.actions.items(), key=lambda kv: -kv[1])[:MAX_ACTIONS]
+            line += "; " + _scores(acts)
+        lines.append(line + ".")
+    if len(evidence.faces) > MAX_FACES:
+        lines.append(f"({len(evidence.faces) - MAX_FACES} more faces.)")
+
+    if evidence.speech is None:
+        lines.append("Voice: none.")
+    elif not evidence.speech:
+        lines.append("Voice: none (no speech).")
+    else:
+        prosody = []
+        if evidence.speech_ratio is not None:
+            prosody.append(f"speech {_f(evidence.speech_ratio)}")
+        # pitch, loudness and arousal only: pitch variation, rate and pauses already feed arousal and
+        # cost ~20 prefill tokens per window
+        if evidence.pitch_hz is not None:
+            prosody.append(f"pitch {_f(evidence.pitch_hz, 0)} Hz")
+        if evidence.energy_db is not None:
+            prosody.append(f"energy {_f(evidence.energy_db, 0)} dB")
+        if evidence.arousal is not None:
+            prosody.append(f"arousal {_f(evidence.arousal)}")
+        head = _scores(evidence.voice_scores)
+        body = "; ".join(x for x in (head, ", ".join(prosody)) if x) or "speech"
+        lines.append(f"Voice: {body}.")
+    lines.append(f'Words: "{_transcript(evidence.transcript)}"' if evidence.transcript else "Words: none.")
+    if include_fast and evidence.fast_label is not None:
+        fs = "" if evidence.fast_score is None else f" {_f(evidence.fast_score)}"
+        lines.append(f"Fast model: {evidence.fast_label}{fs}.")
+    return "\n".join(lines)
+
+
+def instruction(labels: Sequence[str] = EMOTIONS) -> str:
+    """The fixed instruction of the `evidence` layout (identical for every window of a model)."""
+    return f"{QUESTION} Choose one of: {', '.join(labels)}. {CITE_RULE} {FORMAT_RULE}"
+
+
 def render_prompt(evidence: Evidence, labels: Sequence[str] = EMOTIONS, include_fast: bool = True) -> str:
-    """The user-turn text: cues, then R1-Omni's question, the allowed labels, and its format rule.
+    """The `legacy` user-turn text: cues, then R1-Omni's question, the allowed labels, its format rule.
 
     `include_fast=False` hides the fast model's label (RLVR training may want the model to judge
     from the cues alone rather than copy it).
@@ -195,12 +280,30 @@ def render_prompt(evidence: Evidence, labels: Sequence[str] = EMOTIONS, include_
 def chat_messages(
     evidence: Evidence,
     labels: Sequence[str] = EMOTIONS,
-    include_fast: bool = True,
+    include_fast: bool | None = None,
     system: str | None = SYSTEM,
+    layout: str = DEFAULT_LAYOUT,
 ) -> list[dict[str, str]]:
-    """System + user messages for a chat template (llama.cpp `create_chat_completion` or HF)."""
+    """System + user messages for a chat template (llama.cpp or HF).
+
+    `evidence` layout: the instruction rides in the system turn (after `system`), the user turn holds
+    only the cues, so everything before the cues is a constant prefix. `include_fast` defaults to
+    False there and to True in `legacy` (what each layout's adapter was trained with).
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown prompt layout {layout!r}; known: {', '.join(LAYOUTS)}")
     msgs: list[dict[str, str]] = []
+    if layout == "legacy":
+        if system:
+            msgs.append({"role": "system", "content": system})
+        fast = True if include_fast is None else include_fast
+        msgs.append({"role": "user", "content": render_prompt(evidence, labels, fast)})
+        return msgs
+    head = instruction(labels)
+    cues = render_evidence(evidence, include_fast=bool(include_fast))
     if system:
-        msgs.append({"role": "system", "content": system})
-    msgs.append({"role": "user", "content": render_prompt(evidence, labels, include_fast)})
+        msgs.append({"role": "system", "content": f"{system} {head}"})
+        msgs.append({"role": "user", "content": cues})
+    else:
+        msgs.append({"role": "user", "content": f"{head}\n{cues}"})
     return msgs

@@ -155,7 +155,7 @@ class ReasoningScheduler:
         d = self.counters.to_dict()
         d["in_flight"] = sum(s.in_flight for s in self._streams.values())
         d["pending"] = sum(s.pending is not None for s in self._streams.values())
-        for key in ("errors", "forced_close", "agree_fast"):
+        for key in ("errors", "forced_close", "agree_fast", "ungrounded"):
             d[key] = sum(getattr(r.stats, key) for r in self._reasoners)
         return d
 
@@ -264,8 +264,13 @@ def build_lite_slow_path(settings: Any, profile: Any, on_result: ResultCallback)
     prof = profile if isinstance(profile, Profile) else Profile.load(profile, verify=False)
     gguf = Path(rs.model) if rs.model else prof.path("llm")
     lora = Path(rs.lora) if rs.lora else (prof.path("llm_lora") if prof.has("llm_lora") else None)
+    layout = getattr(rs, "layout", "auto")
+    if layout == "auto":  # an adapter only works with the prompt layout it was trained on
+        pinned = not rs.lora and prof.has("llm_lora")
+        layout = prof.component("llm_lora").inputs.get("prompt_layout", "legacy") if pinned else "evidence"
     lm = LlamaCppLM(gguf, threads=rs.threads, lora_path=lora)
-    reasoner = Reasoner(lm, max_tokens=rs.max_tokens, grammar=rs.grammar, profile=prof.name)
+    reasoner = Reasoner(lm, max_tokens=rs.max_tokens, grammar=rs.grammar, profile=prof.name, layout=layout)
+    reasoner.warm()  # the fixed prompt head goes to the KV cache now, not on the first window
     return ReasoningScheduler(
         [reasoner], every_n=rs.every_n, on_change=rs.on_change, on_result=on_result, owns_models=True
     )

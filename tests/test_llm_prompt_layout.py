@@ -1,0 +1,82 @@
+"""The `evidence` prompt layout: fixed instruction first (a cacheable prefix), then a stable cue block."""
+
+from __future__ import annotations
+
+import pytest
+from affectstream.engine.labels import EMOTIONS
+from affectstream.engine.llm.prompt import (
+    FORMAT_RULE,
+    QUESTION,
+    Evidence,
+    FaceCue,
+    chat_messages,
+    instruction,
+    render_evidence,
+)
+
+
+def _full() -> Evidence:
+    return Evidence(
+        faces=[FaceCue(1, [("happy", 0.81), ("neutral", 0.1)], {"smile": 0.7})],
+        speech=True,
+        speech_ratio=0.7,
+        pitch_hz=212.0,
+        energy_db=-23.5,
+        arousal=0.66,
+        voice_scores=[("angry", 0.61), ("happy", 0.2)],
+        transcript="this is ridiculous",
+        fast_label="happy",
+        fast_score=0.8,
+    )
+
+
+def _chatml(msgs: list[dict[str, str]]) -> str:
+    return (
+        "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in msgs)
+        + "<|im_start|>assistant\n"
+    )
+
+
+def test_instruction_comes_first_and_is_identical_for_every_window() -> None:
+    a = _chatml(chat_messages(_full()))
+    b = _chatml(chat_messages(Evidence(speech=True, arousal=0.2)))
+    head = a[: a.index("Face:")]
+    assert b.startswith(head) and QUESTION in head and FORMAT_RULE in head
+    assert ", ".join(EMOTIONS) in head
+    assert len(head) > len(a) - len(head)  # most of the prompt is the cached part
+
+
+def test_cue_block_lines_in_fixed_order_without_fast_label() -> None:
+    text = render_evidence(_full())
+    lines = text.split("\n")
+    assert [ln.split(":")[0] for ln in lines] == ["Face", "Voice", "Words"]
+    assert lines[0] == "Face: happy 0.81, neutral 0.1; smile 0.7."
+    assert lines[1].startswith("Voice: angry 0.61, happy 0.2; speech 0.7, pitch 212 Hz")
+    assert lines[2] == 'Words: "this is ridiculous"'
+    assert "Fast model" not in text
+    assert "Fast model: happy 0.8." in render_evidence(_full(), include_fast=True)
+
+
+def test_absent_modalities_are_marked_none() -> None:
+    assert render_evidence(Evidence()) == "Face: none.\nVoice: none.\nWords: none."
+    assert "Voice: none (no speech)." in render_evidence(Evidence(speech=False))
+
+
+def test_voice_scores_from_payload_and_json_round_trip() -> None:
+    payload = {"faces": [], "voice": {"speech": True, "speech_ratio": 0.9, "scores": {"sad": 0.7, "neutral": 0.2,
+               "angry": 0.05, "happy": 0.05}}, "label": "sad", "score": 0.7}  # fmt: skip
+    ev = Evidence.from_payload(payload)
+    assert ev.voice_scores == [("sad", 0.7), ("neutral", 0.2), ("angry", 0.05)]
+    assert Evidence.from_dict(ev.to_dict()) == ev
+    assert (
+        Evidence.from_dict({k: v for k, v in ev.to_dict().items() if k != "voice_scores"}).voice_scores == []
+    )
+
+
+def test_legacy_layout_is_kept_and_unknown_layout_rejected() -> None:
+    msgs = chat_messages(_full(), layout="legacy")
+    assert msgs[-1]["content"].endswith(FORMAT_RULE) and "Fast model: happy" in msgs[-1]["content"]
+    no_system = chat_messages(_full(), system=None)
+    assert [m["role"] for m in no_system] == ["user"] and no_system[0]["content"].startswith(instruction())
+    with pytest.raises(ValueError, match="layout"):
+        chat_messages(_full(), layout="other")
