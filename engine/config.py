@@ -224,7 +224,11 @@ class LiteSettings(Section):
         1, ge=1, description="ONNX Runtime intra-op threads (1 measured fastest for these small models)."
     )
     actions: bool = Field(True, description="Facial actions (smile, mouth open, brows) from the face mesh.")
-    transcript: bool = Field(False, description="Whisper-base transcript (off the fast path, rate-limited).")
+    transcript: bool | None = Field(
+        None,
+        description="Whisper-base transcript (off the fast path, rate-limited); default (None): on whenever "
+        "reasoning is on, since the words are evidence the reasoner reads.",
+    )
 
 
 class ReasoningSettings(Section):
@@ -236,6 +240,11 @@ class ReasoningSettings(Section):
     max_tokens: int = Field(64, ge=8, description="Bound on generated tokens.")
     threads: int = Field(1, ge=1, description="llama.cpp threads (leave cores to the fast path).")
     grammar: bool = Field(True, description="Constrain output to <think>..</think><answer>LABEL</answer>.")
+    layout: Literal["auto", "evidence", "legacy"] = Field(
+        "auto",
+        description="Prompt layout: evidence (fixed instruction first, cached prefix) or legacy; auto = the "
+        "layout the profile's adapter was trained with (its pin's prompt_layout), else evidence.",
+    )
 
 
 class OmniSettings(Section):
@@ -334,6 +343,13 @@ class Settings(BaseSettings):
     smoothing: SmoothingSettings = Field(default_factory=SmoothingSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+
+    @model_validator(mode="after")
+    def _transcript_follows_reasoning(self) -> Settings:
+        """Resolve `lite.transcript = None` to `reasoning.enabled` (an explicit true/false wins)."""
+        if self.lite.transcript is None:
+            self.lite.transcript = bool(self.reasoning.enabled)
+        return self
 
     def to_json(self) -> str:
         """The merged settings as JSON, with the MQTT password (field and URL) shown as `***`."""
