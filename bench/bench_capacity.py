@@ -206,14 +206,14 @@ async def bench_backend(
         await run_once(s, ex, 2, items, clip_s, 4.0, port, f"warm-{backend}-", True, False)
         fails = 0
         for n in args.streams:
-            if fails >= 2:
-                rows.append({"backend": backend, "streams": n, "skipped": "failed at two smaller N"})
+            if args.skip_after and fails >= args.skip_after:
+                rows.append({"backend": backend, "streams": n, "skipped": f"dropped at {fails} smaller N"})
                 continue
             r = await run_once(
                 s, ex, n, items, clip_s, args.seconds, port, f"{backend}{n}-", args.stagger, args.reasoning
             )
             r["held"] = held(r)
-            fails = 0 if r["held"] else fails + 1
+            fails = fails + 1 if r["dropped"] else 0
             rows.append(r)
             print(json.dumps(r), file=sys.stderr, flush=True)
     finally:
@@ -295,6 +295,9 @@ def main() -> None:
     ap.add_argument("--reasoning", action="store_true", help="also run the LLM slow path")
     ap.add_argument("--workers", type=int, default=None, help="process backend workers (default: cores)")
     ap.add_argument("--max-batch", type=int, default=None)
+    ap.add_argument(
+        "--skip-after", type=int, default=0, help="skip larger N after K runs with drops (0: never)"
+    )
     ap.add_argument("--json", type=Path, default=None, help="write the rows here")
     ap.add_argument("--plot", type=Path, default=None, help="PNG of p95 vs streams")
     args = ap.parse_args()

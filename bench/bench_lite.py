@@ -55,7 +55,10 @@ def extract_vad_sequence(profile: Path) -> Path:
 
 
 def pct(xs: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
+    from affectstream.engine.metrics import percentile  # the project's one p50/p95 (nearest rank)
+
+    v = percentile(xs, q)
+    return float("nan") if v is None else v
 
 
 def make_windows(

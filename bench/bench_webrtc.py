@@ -66,6 +66,14 @@ async def run_callers(url: str, n: int, seconds: float, fps: int) -> dict[str, A
 
 
 # --------------------------------------------------------------------------- server side
+def _pct(values: Any, q: float) -> float:
+    """The project's one percentile definition (engine/metrics.py: nearest rank), NaN when empty."""
+    from affectstream.engine.metrics import percentile
+
+    v = percentile(values, q)
+    return float("nan") if v is None else v
+
+
 def _worker_cpu_s(executor: Any) -> float:
     """CPU seconds of the executor's worker processes (process backend), so "server CPU" includes them."""
     total = 0.0
@@ -143,9 +151,9 @@ async def measure(n: int, seconds: float, fps: int, analyzer: Any, executor: Any
         "windows_per_s": windows / callers["seconds"],
         "min_window_ratio": min_ratio,
         "dropped_windows": int(dropped_w),
-        "p50_ms": float(np.percentile(lat, 50) * 1000) if lat.size else float("nan"),
-        "p95_ms": float(np.percentile(lat, 95) * 1000) if lat.size else float("nan"),
-        "engine_p50_ms": float(np.percentile(pub, 50)) if pub.size else float("nan"),
+        "p50_ms": _pct(lat * 1000, 50),
+        "p95_ms": _pct(lat * 1000, 95),
+        "engine_p50_ms": _pct(pub, 50),
         "callers_cpu_pct": callers["cpu_pct"],
         "server_cpu_pct": 100
         * ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system) + wcpu)

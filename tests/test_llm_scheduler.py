@@ -8,11 +8,11 @@ import json
 import time
 
 import aiomqtt
-import numpy as np
 from affectstream.engine.labels import EMOTIONS
 from affectstream.engine.llm.llama import LlamaCppLM
 from affectstream.engine.llm.reasoner import Reasoner
 from affectstream.engine.llm.scheduler import ReasoningScheduler
+from affectstream.engine.metrics import percentile
 from affectstream.engine.types import ReasoningResult, WindowRef, WindowResult
 from fixtures_mqtt import Collector
 
@@ -120,8 +120,8 @@ async def test_fast_path_keeps_publishing_while_generations_run(llama_model: Lla
     reasoning = [json.loads(m.payload) for m in col.on("/reasoning")]
     late = max(b - a - period for a, b in itertools.pairwise(sent_at)) * 1000
     print(
-        f"\nevent-loop lag ms: idle p95 {np.percentile(idle_lag, 95):.1f} max {max(idle_lag):.1f} | "
-        f"generating p95 {np.percentile(busy_lag, 95):.1f} max {max(busy_lag):.1f}; "
+        f"\nevent-loop lag ms: idle p95 {percentile(idle_lag, 95):.1f} max {max(idle_lag):.1f} | "
+        f"generating p95 {percentile(busy_lag, 95):.1f} max {max(busy_lag):.1f}; "
         f"submit max {max(submit_ms):.2f} ms; worst window gap beyond period {late:.0f} ms; stats {stats}"
     )
     assert [w["window"]["index"] for w in windows] == list(range(n))  # every window published, in order
@@ -133,4 +133,4 @@ async def test_fast_path_keeps_publishing_while_generations_run(llama_model: Lla
     for m in reasoning:  # each explains a window that was triggered, with its own time span
         assert m["window"]["index"] in triggered_at and m["valid"] and m["answer"] in EMOTIONS
         assert m["window"]["start"] == m["window"]["index"] * 0.5
-    assert np.percentile(busy_lag, 95) < 100 and late < 250  # fast path never stalls behind the LLM
+    assert percentile(busy_lag, 95) < 100 and late < 250  # fast path never stalls behind the LLM
