@@ -1,4 +1,4 @@
-"""Damaged media keeps streaming: the corrupt-media corpus (issue "keep streaming through damage").
+"""Damaged media keeps streaming: the corrupt-media corpus (README, "Damage, stops and failures").
 
 The corpus is generated here from the bundled sample (`examples/sample.mp4`, real face and speech):
 random bytes written at several offsets, truncated remuxes, bit flips inside video packets and inside
