@@ -115,3 +115,32 @@ async def test_run_stores_and_publishes_no_media_and_applies_retention(
         _assert_no_media(payload, m.topic)  # ... yet no message carries it
     page = (out / "run.html").read_text()
     assert "data:image" not in page and not BLOB.search(page)
+
+
+async def test_call_offers_need_consent_when_configured(lite_analyzer: Any) -> None:
+    """With `privacy.consent`, the server refuses an offer that does not say the caller agreed."""
+    import aiohttp
+    from aiortc import RTCConfiguration, RTCPeerConnection
+    from fixtures_webrtc import FaceVideoTrack, call, webrtc_server
+
+    notice = "Emotion analysis active (consent test)."
+    async with webrtc_server(lite_analyzer, consent=True, notice=notice) as srv:
+        async with aiohttp.ClientSession() as s, s.get(f"{srv.base_url}config") as r:
+            assert (await r.json())["privacy"] == {"notice": notice, "consent": True}
+        try:
+            await call(srv.base_url, [FaceVideoTrack()], stream="no-consent")
+            raise AssertionError("an offer without consent was answered")
+        except RuntimeError as e:
+            assert "403" in str(e) and "consent" in str(e)
+        assert "no-consent" not in srv.engine.streams
+
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        try:
+            pc.addTrack(FaceVideoTrack())
+            await pc.setLocalDescription(await pc.createOffer())
+            body = {"sdp": pc.localDescription.sdp, "type": "offer", "stream": "agreed", "consent": True}
+            async with aiohttp.ClientSession() as s, s.post(f"{srv.base_url}offer", json=body) as r:
+                assert r.status == 200, await r.text()
+                assert (await r.json())["stream"] == "agreed"
+        finally:
+            await pc.close()
