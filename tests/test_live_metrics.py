@@ -181,3 +181,28 @@ async def test_dashboard_events_and_metrics_move_over_http() -> None:
     assert rt and ("providers", "CPUExecutionProvider") in rt[0][1]
     assert m2[("process_resident_memory_bytes", ())] > 10e6
     assert m2[("affectstream_build_info", (("node", "node-a"), ("profile", "lite"), ("version", "9.9")))] == 1
+
+
+async def test_grafana_example_queries_only_exported_metrics() -> None:
+    """docs/grafana/affectstream-dashboard.json must not drift from what /metrics exports."""
+    import re
+    from pathlib import Path
+
+    from affectstream.streams.web.prometheus import render_metrics
+
+    hub = LiveHub()
+    await hub.publish_window(result("door", 0))
+    await hub.publish_reasoning(ReasoningResult("door", WindowRef(0, 0, 2), "t", "happy", True, "m", 900))
+    await hub.publish_stats(
+        stats_for(hub, {"door": row(1)}, {"connected": True, "queued": 0, "queue_max": 9})
+    )
+    exported = {
+        s.name for fam in text_string_to_metric_families(render_metrics(hub).decode()) for s in fam.samples
+    }
+    exported |= {n.removesuffix("_bucket") for n in exported}
+    dash = json.loads(
+        (Path(__file__).resolve().parents[1] / "docs/grafana/affectstream-dashboard.json").read_text()
+    )
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    names = {m for e in exprs for m in re.findall(r"\b((?:affectstream|process)_[a-z_]+)", e)}
+    assert names and names <= exported, names - exported
