@@ -169,6 +169,7 @@ async def run_once(
         "p50_ms": s["p50"],
         "p95_ms": s["p95"],
         "max_ms": s["max"],
+        "analyze_p50_ms": summarize(pipe.analyze_latency.values(), 1)["p50"],
         "dropped": sum(st.windows_dropped for st in pipe.streams.values()),
         "min_windows_ratio": round(min(per_stream) / expected, 2),
         "cpu_pct": round(cpu, 1),
@@ -182,9 +183,8 @@ def held(r: dict[str, Any]) -> bool:
     return r["dropped"] == 0 and r["min_windows_ratio"] >= 0.9 and (r["p95_ms"] or 1e9) <= TARGET_MS
 
 
-async def bench_backend(
-    backend: str, settings: Any, args: argparse.Namespace, items: list[Any], clip_s: float, port: int
-) -> list[dict[str, Any]]:
+async def make_backend(backend: str, settings: Any) -> tuple[Any, Any, Any]:
+    """(settings, started executor, in-process analyzer or None) for one backend."""
     from affectstream.engine.app import ensure_profile
     from affectstream.engine.executor.base import AnalyzerFactory, make_executor
     from affectstream.engine.lite import LiteAnalyzer
@@ -200,45 +200,62 @@ async def bench_backend(
     t = time.perf_counter()
     await ex.start()
     print(f"[{backend}] started in {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
+    return s, ex, analyzer
+
+
+async def bench(
+    backends: list[str], settings: Any, args: argparse.Namespace, items: list[Any], clip_s: float, port: int
+) -> list[dict[str, Any]]:
+    """Both backends stay warm for the whole run and take turns at each N, so they see the same load."""
+    made = {b: await make_backend(b, settings) for b in backends}
     rows: list[dict[str, Any]] = []
+    fails = dict.fromkeys(backends, 0)
     try:
-        # warm-up: sessions, allocators, the per-stream caches of a throwaway stream
-        await run_once(s, ex, 2, items, clip_s, 4.0, port, f"warm-{backend}-", True, False)
-        fails = 0
+        for b, (s, ex, _) in made.items():
+            # warm-up: sessions, allocators, the per-stream caches of throwaway streams
+            await run_once(s, ex, 2, items, clip_s, 4.0, port, f"warm-{b}-", True, False)
         for n in args.streams:
-            if args.skip_after and fails >= args.skip_after:
-                rows.append({"backend": backend, "streams": n, "skipped": f"dropped at {fails} smaller N"})
-                continue
-            r = await run_once(
-                s, ex, n, items, clip_s, args.seconds, port, f"{backend}{n}-", args.stagger, args.reasoning
-            )
-            r["held"] = held(r)
-            fails = fails + 1 if r["dropped"] else 0
-            rows.append(r)
-            print(json.dumps(r), file=sys.stderr, flush=True)
+            for b, (s, ex, _) in made.items():
+                if args.skip_after and fails[b] >= args.skip_after:
+                    rows.append({"backend": b, "streams": n, "skipped": f"dropped at {fails[b]} smaller N"})
+                    continue
+                r = await run_once(
+                    s, ex, n, items, clip_s, args.seconds, port, f"{b}{n}-", args.stagger, args.reasoning
+                )
+                r["held"] = held(r)
+                r["load1"] = round(os.getloadavg()[0], 1)
+                fails[b] = fails[b] + 1 if r["dropped"] else 0
+                rows.append(r)
+                print(json.dumps(r), file=sys.stderr, flush=True)
     finally:
-        await ex.close()
-        if analyzer is not None:
-            analyzer.close()
-    return rows
+        for _, ex, analyzer in made.values():
+            await ex.close()
+            if analyzer is not None:
+                analyzer.close()
+    return sorted(rows, key=lambda r: (backends.index(r["backend"]), r["streams"]))
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
-        "| backend | streams | windows/s | p50 ms | p95 ms | max ms | dropped | min windows/expected "
-        "| CPU % | RSS MB (per stream) | held |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| backend | streams | windows/s | p50 ms | p95 ms | max ms | analysis p50 ms | dropped "
+        "| min windows/expected | CPU % | RSS MB (+MB per extra stream) | held |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
+    base = {r["backend"]: r["rss_mb"] for r in rows if r["streams"] == 1 and "skipped" not in r}
     for r in rows:
         if "skipped" in r:
             lines.append(
-                f"| {r['backend']} | {r['streams']} | – | – | – | – | – | – | – | – | not run ({r['skipped']}) |"
+                f"| {r['backend']} | {r['streams']} | – | – | – | – | – | – | – | – | – | not run ({r['skipped']}) |"
             )
             continue
+        b1 = base.get(r["backend"])
+        marginal = (
+            "–" if b1 is None or r["streams"] == 1 else f"{(r['rss_mb'] - b1) / (r['streams'] - 1):+.1f}"
+        )
         lines.append(
             f"| {r['backend']} | {r['streams']} | {r['windows_per_s']} | {r['p50_ms']} | {r['p95_ms']} | "
-            f"{r['max_ms']} | {r['dropped']} | {r['min_windows_ratio']} | {r['cpu_pct']} | "
-            f"{r['rss_mb']:.0f} ({r['rss_mb_per_stream']:.0f}) | {'yes' if r['held'] else 'no'} |"
+            f"{r['max_ms']} | {r['analyze_p50_ms']} | {r['dropped']} | {r['min_windows_ratio']} | {r['cpu_pct']} | "
+            f"{r['rss_mb']:.0f} ({marginal}) | {'yes' if r['held'] else 'no'} |"
         )
     return "\n".join(lines)
 
@@ -322,10 +339,8 @@ def main() -> None:
         items = to_640(items)
     mosq, port, _tmp = start_mosquitto()
     load0 = os.getloadavg()
-    rows: list[dict[str, Any]] = []
     try:
-        for b in args.backends.split(","):
-            rows += asyncio.run(bench_backend(b, settings, args, items, clip_s, port))
+        rows = asyncio.run(bench(args.backends.split(","), settings, args, items, clip_s, port))
     finally:
         mosq.terminate()
         mosq.wait(5)
