@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from affectstream.engine.hashing import sha256_file
 from affectstream.train import promote as promote_mod
 
 PINS = Path(promote_mod.__file__).parent.parent / "export" / "pins" / "lite.json"
@@ -25,7 +26,7 @@ def test_promote_updates_only_the_llm_lora_pin(tmp_path, monkeypatch) -> None:
     digest = promote_mod.promote(adapter, "lite-test-lora.gguf", "evidence", pins=pins)
     after = json.loads(pins.read_text())
     lora = after["components"]["llm_lora"]
-    assert lora["sha256"] == digest == promote_mod.sha256(arts / "lite-test-lora.gguf")
+    assert lora["sha256"] == digest == sha256_file(arts / "lite-test-lora.gguf")
     assert lora["path"] == "artifacts/lite-test-lora.gguf" and lora["inputs"]["prompt_layout"] == "evidence"
     assert {k: v for k, v in after["components"].items() if k != "llm_lora"} == {
         k: v for k, v in before["components"].items() if k != "llm_lora"

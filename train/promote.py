@@ -12,22 +12,17 @@ the adapter was trained with (`inputs.prompt_layout`), because an adapter only w
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
 from pathlib import Path
 
+from affectstream.engine.hashing import sha256_file
+
 ARTIFACTS = Path(__file__).parent / "artifacts"
 PINS = Path(__file__).parent.parent / "export" / "pins" / "lite.json"
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def promote(adapter: Path, name: str, layout: str, licence: str | None = None, pins: Path = PINS) -> str:
@@ -39,7 +34,7 @@ def promote(adapter: Path, name: str, layout: str, licence: str | None = None, p
     dest = ARTIFACTS / name
     if adapter.resolve() != dest.resolve():
         shutil.copyfile(adapter, dest)
-    digest = sha256(dest)
+    digest = sha256_file(dest)
     text = pins.read_text(encoding="utf-8")
     data = json.loads(text)
     comp = data["components"]["llm_lora"]

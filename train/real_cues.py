@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import sys
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from affectstream.engine.hashing import sha256_bytes
 from affectstream.engine.labels import EMOTIONS
 
 SAMPLE_RATE = 16_000
@@ -38,7 +38,7 @@ SAMPLE_RATE = 16_000
 
 def speaker_fold(dataset: str, speaker: str, folds: int = 5) -> int:
     """Deterministic fold of a speaker: sha256("dataset/speaker") mod `folds`."""
-    h = hashlib.sha256(f"{dataset}/{speaker}".encode()).hexdigest()
+    h = sha256_bytes(f"{dataset}/{speaker}".encode())
     return int(h, 16) % folds
 
 
@@ -80,7 +80,7 @@ def select(rows: list[dict[str, str]], per_class: int) -> list[dict[str, str]]:
         groups[(r["dataset"], r["speaker"], r["label"])].append(r)
     out = []
     for key in sorted(groups):
-        g = sorted(groups[key], key=lambda r: hashlib.sha256(r["file"].encode()).hexdigest())
+        g = sorted(groups[key], key=lambda r: sha256_bytes(r["file"].encode()))
         out += g[:per_class]
     return out
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import tomllib
+from affectstream.engine.hashing import sha256_file
 from affectstream.engine.labels import EMOTIONS
 from affectstream.train.voice.data import DataError, class_counts, load_clips, speaker_folds
 
@@ -42,12 +43,6 @@ def load_config(path: str | Path | None) -> tuple[dict[str, Any], str]:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as e:
         raise DataError(f"config {path or DEFAULT_CONFIG}: {e}") from e
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def run(
@@ -205,7 +200,7 @@ def run(
     )
     onnx_path = out / "voice_emotion.onnx"
     export_onnx(model, onnx_path, temperature, info.to_metadata(), dim=head_cfg.dim)
-    report["head"] = {"file": onnx_path.name, "bytes": onnx_path.stat().st_size, "sha256": _sha256(onnx_path)}
+    report["head"] = {"file": onnx_path.name, "bytes": onnx_path.stat().st_size, "sha256": sha256_file(onnx_path)}
     report["seconds"] = round(time.monotonic() - t0, 1)
     (out / "config.toml").write_text(cfg_text, encoding="utf-8")
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
