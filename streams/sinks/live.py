@@ -121,7 +121,7 @@ class LiveHub(Sink):
         self,
         *,
         history_s: float = 300.0,
-        max_points: int = 600,
+        max_points: int = 360,
         max_streams: int = 256,
         max_subscribers: int = 32,
         queue_max: int = 512,
