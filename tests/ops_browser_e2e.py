@@ -267,6 +267,12 @@ async def callpage(notice: str, shot: Path) -> dict[str, Any]:
                 await page.check("#consent")
                 out["start_disabled_after"] = await page.is_disabled("#start")
                 out["active_hidden"] = not await page.is_visible("#active")
+                # the dashboard and /metrics share the call page's port
+                base = url.split("?", 1)[0].rstrip("/")
+                out["serve_metrics"] = "affectstream_build_info" in _scrape(base + "/metrics", None)
+                await page.goto(base + "/dashboard")
+                await page.wait_for_function("document.body.dataset.connected === '1'", timeout=20_000)
+                out["serve_dashboard_connected"] = True
             finally:
                 await ctx.close()
     finally:

@@ -168,3 +168,5 @@ def test_call_page_shows_notice_and_asks_consent(lite_profile: Path) -> None:
     assert r["consent_visible"] is True
     assert r["start_disabled_before"] is True and r["start_disabled_after"] is False
     assert r["active_hidden"] is True and r["server_exit"] == 0
+    assert r["serve_metrics"] is True and r["serve_dashboard_connected"] is True
+    assert [m for m in r["console"] if "error" in m.lower()] == []
