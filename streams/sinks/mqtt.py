@@ -14,6 +14,10 @@ Why it is built this way:
   reported once in one clear log line, counted, and retried; nothing raises into the engine.
 * `<prefix>/available` is `online` (retained, birth) after every connect; the broker publishes the Last
   Will `offline` (retained) if the process dies, and `close()` publishes `offline` itself.
+* Each process has its own client id (`affectstream-<node_id>-<random>` unless set): a broker drops the
+  older session when a client id connects twice, so a shared id made two engines throw each other off
+  forever. The sink also watches its own `available` topic: traffic there that is not the echo of its
+  own birth comes from another process under the same node id, which is warned about once.
 """
 
 from __future__ import annotations
