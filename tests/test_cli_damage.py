@@ -110,7 +110,8 @@ def test_sigterm_while_a_url_source_opens_exits_0_within_2s(home: Path) -> None:
             proc.kill()
     err = proc.stderr.read() if proc.stderr else ""
     assert rc == 0, err
-    assert took < 3.0, f"stopping took {took:.1f} s"  # 2 s for the source, plus interpreter shutdown
+    # the source stops within 2 s (tests/test_sources_stop.py); the rest is flushing and interpreter exit
+    assert took < 3.5, f"stopping took {took:.1f} s"
     assert "Traceback" not in err
 
 
