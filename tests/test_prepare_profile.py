@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
+from affectstream.engine.hashing import sha256_file
+from affectstream.engine.manifest import MANIFEST_NAME
 from affectstream.engine.profile import Profile
 from affectstream.engine.runtimes.base import ModelFileError
-from affectstream.engine.manifest import MANIFEST_NAME
 from affectstream.export.prepare import PrepareError, list_profiles, load_pins, prepare_profile
-from affectstream.engine.hashing import sha256_file
 from affectstream.export.wheels import WheelError, ensure_wheel, pins_from_dict
 from fixtures_models import test_home
 
