@@ -17,6 +17,7 @@ from affectstream.train.grpo import (
     k3_kl,
 )
 from affectstream.train.rewards import format_reward
+from tiny_lm import tiny_llama
 
 
 def test_group_advantages_hand_computed() -> None:
@@ -81,14 +82,7 @@ def _decode(ids: list[int]) -> str:
 
 
 def _tiny_model(seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=False,
-    )  # fmt: skip
-    return LlamaForCausalLM(cfg)
+    return tiny_llama(8, seed)
 
 
 def _format_rate(policy: Policy, examples: list[GRPOExample], n: int, seed: int) -> float:

@@ -9,17 +9,11 @@ import pytest
 import torch
 from affectstream.train.loop import linear_lr
 from affectstream.train.sft import SFTConfig, SFTExample, SFTTrainer
+from tiny_lm import tiny_llama
 
 
 def _tiny_model(seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=12, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=False,
-    )  # fmt: skip
-    return LlamaForCausalLM(cfg)
+    return tiny_llama(12, seed)
 
 
 EXAMPLES = [SFTExample([5, 6, 7][: 1 + i % 3], [8 + i % 3, 11]) for i in range(12)]
