@@ -177,7 +177,7 @@ def start_engine(clip: Path, n: int, token: str, mqtt_url: str) -> tuple[subproc
     )
     sources = [f"{name}={clip}" for name in ("door", "lobby", "desk", "hall", "yard")[:n]]
     cmd = [sys.executable, "-m", "affectstream.engine.cli", "run", *sources, "--realtime", "-q",
-           "--no-reasoning", "--mqtt", mqtt_url, "--node-id", "ops-e2e", "--http", "0", "--token", token]  # fmt: skip
+           "--no-reasoning", "--mqtt", mqtt_url, "--node-id", "ops-e2e", "--http", "0", f"--token={token}"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stderr is not None
     deadline = time.monotonic() + 180
