@@ -71,3 +71,18 @@ def test_an_upward_import_breaks_the_contract(tree: Path) -> None:
     assert r.returncode != 0, r.stdout
     assert "BROKEN" in r.stdout
     assert "affectstream.streams.windower -> affectstream.engine.cli" in r.stdout
+
+
+def test_every_subpackage_is_installed() -> None:
+    """A sub-package missing from pyproject's explicit list works in an editable install and vanishes
+    from a wheel (the container image): catch it here."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        "affectstream." + ".".join(init.parent.relative_to(ROOT).parts)
+        for pkg in PACKAGES
+        for init in (ROOT / pkg).rglob("__init__.py")
+        if "__pycache__" not in init.parts
+    }
+    assert found - listed == set(), f"add to [tool.setuptools] packages: {sorted(found - listed)}"

@@ -64,7 +64,7 @@ def make_fake_devices(folder: Path, seconds: float = 6.0) -> tuple[Path, Path]:
 def start_server(port: int, token: str, mqtt_url: str, reasoning: bool) -> tuple[subprocess.Popen[str], str]:
     env = dict(os.environ, AFFECTSTREAM_HOME=str(test_home()), PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "affectstream.engine.cli", "serve", "--host", "127.0.0.1",
-           "--port", str(port), "--token", token, "--mqtt", mqtt_url]  # fmt: skip
+           "--port", str(port), f"--token={token}", "--mqtt", mqtt_url]  # fmt: skip
     if not reasoning:
         cmd.append("--no-reasoning")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
