@@ -17,6 +17,7 @@ Times in `since`/`start`/`end` are stream seconds (window times); `ts` fields ar
 
 from __future__ import annotations
 
+import contextlib
 import math
 import secrets
 import time
@@ -210,6 +211,41 @@ class Smoother:
             "faces": faces,
         }
         return SmoothedUpdate(state, events, changed)
+
+    def restore(self, state: Mapping[str, Any]) -> bool:
+        """Seed a stream from its last retained `state` payload.
+
+        A stream restarted elsewhere (another process or node) resumes smoothing where it stopped
+        instead of starting cold: the label, its `since`, the running event (same id, so its `end`
+        closes the right episode) and the face tracks carry over. False if `state` is not usable.
+        """
+        s = self.settings
+        try:
+            stream = str(state["stream"])
+            raw = state["scores"]
+            w = state["window"]
+            ref = WindowRef(int(w["index"]), float(w["start"]), float(w["end"]))
+            label = str(state["label"])
+            scores = {str(k): min(1.0, max(0.0, float(v))) for k, v in raw.items()}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return False
+        st = _StreamState(ExpSmoother(s.tau_s), Hysteresis(s.hysteresis, s.min_hold_s))
+        st.ema.scores, st.ema.t = scores, ref.end
+        st.hyst.label = label
+        st.since = float(state.get("since", ref.start) or ref.start)
+        st.windows = int(state.get("windows", 0) or 0)
+        st.last_window = ref
+        if state.get("event_id") and label not in s.quiet_labels:
+            st.event = _Event(str(state["event_id"]), label, st.since, float(state.get("score", 0.0) or 0.0))
+        for f in state.get("faces") or []:
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                tr = _Track(ExpSmoother(s.tau_s), Hysteresis(s.hysteresis, s.min_hold_s), tuple(f["box"]), ref.end)
+                tr.ema.scores = {str(k): float(v) for k, v in f["scores"].items()}
+                tr.ema.t = ref.end
+                tr.hyst.label = str(f["label"]) or None
+                st.tracks[int(f["track"])] = tr
+        self._streams[stream] = st
+        return True
 
     def finish(self, stream: str) -> list[dict[str, Any]]:
         """The stream ended: close its open event (`end` at the last window's end) and forget it."""
