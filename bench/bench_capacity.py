@@ -4,9 +4,10 @@ N live streams (N = 1, 2, 4, ...) replay a decoded clip at its real pace through
 (windower → executor → smoother → MQTT on a real mosquitto on 127.0.0.1), all windows of all streams
 closing at the same instant unless `--stagger` (the worst case the goal is stated for). Per backend
 and N it reports windows/s, latency from window close to MQTT hand-off (p50/p95/max, nearest rank:
-engine/metrics.py), windows dropped, CPU % (this process + worker processes, % of one core) and RSS
-(this process + workers, and per stream). A backend *holds* N streams when nothing is dropped, every
-stream got ≥ 90 % of its windows and p95 ≤ the target (150 ms).
+engine/metrics.py), windows dropped, CPU % (this process + worker processes, % of one core) and
+memory (PSS of this process + workers, and the marginal MB per extra stream). The backends stay warm
+for the whole run and take turns at each N, so both see the same machine load. A backend *holds* N
+streams when nothing is dropped, every stream got ≥ 90 % of its windows and p95 ≤ the target (150 ms).
 
 Clips: the bundled sample (384×384, 15 fps, a real face and speech) and a 640×480 15 fps version of it
 (`--clip 640`), looped to `--seconds`. `--reasoning` also runs the slow path (llama.cpp) in this process.
@@ -101,11 +102,16 @@ def cpu_seconds(pid: int) -> float:
 
 
 def rss_mb(pid: int) -> float:
+    """Proportional set size (MB): shared pages (the frames' shared memory, libraries) are split between
+    the processes that map them, so the sum over the engine's processes is its real footprint."""
     try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024
     except (OSError, IndexError, ValueError):
-        return 0.0
+        pass
+    return 0.0
 
 
 def worker_pids(executor: Any) -> list[int]:
@@ -238,7 +244,7 @@ async def bench(
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
         "| backend | streams | windows/s | p50 ms | p95 ms | max ms | analysis p50 ms | dropped "
-        "| min windows/expected | CPU % | RSS MB (+MB per extra stream) | held |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| min windows/expected | CPU % | memory MB, PSS (+MB per extra stream) | held |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     base = {r["backend"]: r["rss_mb"] for r in rows if r["streams"] == 1 and "skipped" not in r}

@@ -21,7 +21,7 @@ import numpy as np
 from affectstream.engine.types import VideoFrame, Window
 
 ALIGN = 64
-MIN_SEGMENT = 8 << 20  # 8 MiB: one 640×480 window (7.4 MB) fits without growing
+GRAIN = 1 << 20  # segments are sized in whole MiB so a slightly larger window can reuse one
 
 
 def _align(n: int) -> int:
@@ -57,7 +57,7 @@ class SegmentPool:
             old = self._free.pop()
             self._all.remove(old)
             _destroy(old)
-        size = max(MIN_SEGMENT, _align(nbytes))
+        size = max(GRAIN, (nbytes + GRAIN - 1) // GRAIN * GRAIN)
         seg = Segment(shared_memory.SharedMemory(create=True, size=size), size)
         self._all.append(seg)
         return seg
