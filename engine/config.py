@@ -303,6 +303,24 @@ class SmoothingSettings(Section):
     hysteresis: float = Field(0.1, ge=0, le=1, description="Margin a new label needs to take over.")
 
 
+class RaySettings(Section):
+    """Scale-out on a Ray cluster (`--ray [ADDRESS]`, engine/distributed/); unused without it."""
+
+    address: str | None = Field(
+        None, description="Cluster address (host:port, 'auto' = the one on this machine); None: a local Ray."
+    )
+    actors: int = Field(2, ge=0, description="CPU analyzer actors (each loads the profile once).")
+    cpus_per_actor: float = Field(1.0, gt=0, description="Ray CPUs each CPU analyzer actor reserves.")
+    gpu_fraction: float = Field(0.25, gt=0, le=1, description="num_gpus per analyzer actor on GPU nodes.")
+    gpu_actors: int | None = Field(
+        None, ge=0, description="GPU analyzer actors; default: GPUs / gpu_fraction."
+    )
+    call_timeout: float = Field(60.0, gt=0, description="An analyzer silent this long is replaced (s).")
+    heartbeat_timeout: float = Field(
+        6.0, gt=0, description="A stream actor silent this long is restarted on another node (s)."
+    )
+
+
 class PrivacySettings(Section):
     """Responsible-use controls (README "Responsible use"). Frames and audio are never stored or published
     whatever is set here; these settings govern the results, which are personal data too."""
@@ -342,6 +360,7 @@ class Settings(BaseSettings):
     omni: OmniSettings = Field(default_factory=OmniSettings)
     smoothing: SmoothingSettings = Field(default_factory=SmoothingSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+    ray: RaySettings = Field(default_factory=RaySettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
 
     @model_validator(mode="after")
