@@ -6,8 +6,10 @@ subscribes to the window topics, samples the resident memory (RSS) of the engine
 (the engine and any analysis worker processes) every few seconds, and at the end stops the engine with
 SIGTERM like a service manager would.
 
-Reports: RSS growth between the 2nd minute and the last minute (the goal: < 5 %), windows received per
-stream against the windows the elapsed time allows, the SIGTERM exit code and how long the stop took.
+Reports: RSS growth between the 2nd minute and the last minute (the goal: < 5 %) of the engine, of its
+process tree, and of the tree's private anonymous and shared memory separately (see `tree_memory_kib`),
+RSS per minute, windows received per stream against the windows the elapsed time allows, the SIGTERM
+exit code and how long the stop took.
 Not part of CI (it takes `--minutes`); results go to bench/RESULTS.md by hand, with the machine load.
 
 Usage: python bench/bench_soak.py [--minutes 20] [--streams 4] [--reasoning] [--out soak.json]
@@ -70,8 +72,23 @@ def start_sender(port: int) -> subprocess.Popen[bytes]:
     )  # fmt: skip
 
 
-def tree_rss_kib(pid: int) -> tuple[int, int]:
-    """(RSS of `pid`, RSS of `pid` and all its descendants) in KiB, from /proc."""
+def _status_kib(pid: int) -> dict[str, int]:
+    out: dict[str, int] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssShmem"):
+                out[key] = int(rest.split()[0])
+    except OSError:
+        pass
+    return out
+
+
+def tree_memory_kib(pid: int) -> tuple[int, int, int, int]:
+    """Memory of `pid` and its descendants (the analysis worker processes), in KiB, from /proc:
+    (engine RSS, tree RSS, tree private anonymous memory, tree shared memory). RSS counts a shared
+    memory segment once per process that touched it, so a frame pool shared with workers shows up
+    twice and grows as its segments are first used; private anonymous memory is what a leak grows."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -82,22 +99,15 @@ def tree_rss_kib(pid: int) -> tuple[int, int]:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         children.setdefault(ppid, []).append(int(entry))
-
-    def rss(p: int) -> int:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        except OSError:
-            pass
-        return 0
-
-    total, todo = 0, [pid]
+    engine = _status_kib(pid).get("VmRSS", 0)
+    rss = anon = shm = 0
+    todo = [pid]
     while todo:
         p = todo.pop()
-        total += rss(p)
+        st = _status_kib(p)
+        rss, anon, shm = rss + st.get("VmRSS", 0), anon + st.get("RssAnon", 0), shm + st.get("RssShmem", 0)
         todo.extend(children.get(p, []))
-    return rss(pid), total
+    return engine, rss, anon, shm
 
 
 async def count_windows(port: int, counts: dict[str, int], stop: asyncio.Event) -> None:
@@ -131,7 +141,7 @@ async def soak(args: argparse.Namespace) -> dict[str, object]:
     stop = asyncio.Event()
     sub = asyncio.create_task(count_windows(mport, counts, stop))
     senders: list[subprocess.Popen[bytes]] = []
-    samples: list[tuple[float, int, int]] = []
+    samples: list[tuple[float, int, int, int, int]] = []
     load_start = os.getloadavg()
     with log.open("w") as logf:
         engine = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=logf, cwd=ROOT)
@@ -144,8 +154,7 @@ async def soak(args: argparse.Namespace) -> dict[str, object]:
             while time.monotonic() < end:
                 if engine.poll() is not None:
                     raise SystemExit(f"engine exited early with {engine.returncode}; see {log}")
-                main_rss, total_rss = tree_rss_kib(engine.pid)
-                samples.append((time.monotonic() - t0, main_rss, total_rss))
+                samples.append((time.monotonic() - t0, *tree_memory_kib(engine.pid)))
                 await asyncio.sleep(args.interval)
             elapsed = time.monotonic() - t0
             load_end = os.getloadavg()
@@ -168,11 +177,17 @@ async def soak(args: argparse.Namespace) -> dict[str, object]:
         return float(statistics.mean(vals)) if vals else float("nan")
 
     out: dict[str, object] = {"minutes": args.minutes, "streams": args.streams, "reasoning": args.reasoning}
-    for col, name in ((1, "engine"), (2, "tree")):
+    for col, name in ((1, "engine"), (2, "tree"), (3, "tree_anon"), (4, "tree_shm")):
         m2, ml = minute(60, 120, col), minute(last, elapsed + 1, col)
         out[f"rss_{name}_minute2_mib"] = round(m2 / 1024, 1)
         out[f"rss_{name}_last_minute_mib"] = round(ml / 1024, 1)
-        out[f"rss_{name}_growth_pct"] = round((ml - m2) / m2 * 100, 2)
+        out[f"rss_{name}_growth_pct"] = round((ml - m2) / m2 * 100, 2) if m2 else None
+    per_minute = []  # the shape of the curve: a start-up ramp that flattens, or steady growth (a leak)
+    for m in range(int(elapsed // 60) + 1):
+        row = [minute(m * 60, (m + 1) * 60, c) for c in (1, 2, 3, 4)]
+        if row[0] == row[0]:  # not NaN
+            per_minute.append([m + 1, *(round(v / 1024, 1) for v in row)])
+    out["rss_per_minute_mib"] = per_minute  # [minute (1 = first), engine, tree, tree anon, tree shm]
     expected = int(elapsed // 1.0)  # hop 1 s: one window per second per stream once it runs
     out.update(
         elapsed_s=round(elapsed, 1),
