@@ -224,6 +224,15 @@ class LiteSettings(Section):
         1, ge=1, description="ONNX Runtime intra-op threads (1 measured fastest for these small models)."
     )
     actions: bool = Field(True, description="Facial actions (smile, mouth open, brows) from the face mesh.")
+    voice_model: bool = Field(
+        True,
+        description="Speech-emotion model (Whisper-base encoder + the profile's trained voice_emotion head) on "
+        "windows with speech; off: voice cues are prosody only.",
+    )
+    voice_head: Path | None = Field(
+        None,
+        description="A retrained voice head (.onnx from `affectstream train voice`) instead of the profile's.",
+    )
     transcript: bool | None = Field(
         None,
         description="Whisper-base transcript (off the fast path, rate-limited); default (None): on whenever "
