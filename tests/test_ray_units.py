@@ -34,6 +34,9 @@ def test_placement_spreads_by_load_per_cpu_and_avoids_suspects() -> None:
         load[n.node_id] = load.get(n.node_id, 0) + 1
     assert load == {"a": 2, "b": 4}  # streams per CPU stay equal
     assert pick_node(nodes, {}, suspect=["a"]).node_id == "b"  # type: ignore[union-attr]
+    # a restart avoids its old node, but a suspect node (just lost an actor) is worse
+    assert pick_node(nodes, {"a": 0, "b": 9}, avoid="a").node_id == "b"  # type: ignore[union-attr]
+    assert pick_node(nodes, {}, suspect=["b"], avoid="a").node_id == "a"  # type: ignore[union-attr]
     # the only node left is used even when suspect
     assert pick_node([NodeInfo("a", 2)], {}, suspect=["a"]).node_id == "a"  # type: ignore[union-attr]
     assert pick_node([], {}) is None

@@ -161,8 +161,7 @@ class ClusterRun:
         load: dict[str, int] = {}
         for r in self.running.values():
             load[r.node] = load.get(r.node, 0) + 1
-        suspects = set(self.suspect) | ({avoid} if avoid else set())
-        node = pick_node(nodes, load, suspects)
+        node = pick_node(nodes, load, set(self.suspect), avoid)
         epoch = await _ref(self.registry.fence.remote(spec.stream_id, restart))
         cfg = ActorConfig(
             settings_json=self.settings.model_dump_json(),
@@ -173,7 +172,9 @@ class ClusterRun:
         )
         strategy: Any = "DEFAULT"
         if node is not None:
-            strategy = NodeAffinitySchedulingStrategy(node.node_id, soft=True)
+            # strict: a soft affinity was seen to be ignored, putting streams where placement did not;
+            # if the node dies before the actor starts, its creation fails and the stream is restarted
+            strategy = NodeAffinitySchedulingStrategy(node.node_id, soft=False)
         actor = (
             ray.remote(StreamActor)
             .options(num_cpus=0, max_restarts=0, max_concurrency=64, scheduling_strategy=strategy)

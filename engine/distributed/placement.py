@@ -39,12 +39,22 @@ def alive_nodes(ray_nodes: Iterable[Mapping[str, Any]]) -> list[NodeInfo]:
 
 
 def pick_node(
-    nodes: list[NodeInfo], streams_on: Mapping[str, int], suspect: Iterable[str] = ()
+    nodes: list[NodeInfo],
+    streams_on: Mapping[str, int],
+    suspect: Iterable[str] = (),
+    avoid: str | None = None,
 ) -> NodeInfo | None:
-    """The node for the next stream: fewest streams per CPU (ties: fewer streams, then node id), among
-    nodes not suspect if there are any."""
+    """The node for the next stream: fewest streams per CPU (ties: fewer streams, then node id).
+
+    Nodes that are suspect (lost an actor recently) are used only if nothing else is left; `avoid` (the
+    node a restarted stream ran on) only if nothing but suspects is left besides it.
+    """
     bad = set(suspect)
-    pool = [n for n in nodes if n.node_id not in bad] or list(nodes)
+    pool = (
+        [n for n in nodes if n.node_id not in bad and n.node_id != avoid]
+        or [n for n in nodes if n.node_id not in bad]
+        or list(nodes)
+    )
     if not pool:
         return None
     return min(

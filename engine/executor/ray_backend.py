@@ -308,10 +308,12 @@ def _pool(factory: Callable[[], Any], options: RayPoolOptions) -> tuple[Any, boo
 
 
 def _here() -> Any:
+    """On this process's node, strictly: the supervisors (pool, ledger) share the coordinator's fate.
+    (A soft affinity was seen to land them on another node, which then took the ledger down with it.)"""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
 
 
 async def _await_ref(ref: Any) -> Any:
