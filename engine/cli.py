@@ -162,6 +162,10 @@ def _serve_settings(args: argparse.Namespace) -> Any:
         overrides["mqtt.enabled"] = False
     if args.no_reasoning:
         overrides["reasoning.enabled"] = False
+    if getattr(args, "ray", None) is not None:  # the WebRTC node ingests, the cluster's analyzers analyse
+        overrides["executor.backend"] = "ray"
+        if args.ray != "local":
+            overrides["ray.address"] = args.ray
     return load_settings(args.config, overrides)
 
 
@@ -292,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ice-server", action="append", default=[], help="STUN/TURN URL (none by default)")
     s.add_argument("--no-reasoning", action="store_true")
     s.add_argument("--checkpoint", type=Path, help="r1-omni checkpoint folder")
+    s.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="analyse on a Ray cluster's analyzer actors (HOST:PORT or auto; alone: a local Ray)",
+    )
     s.add_argument("--tls-cert", type=Path, help="PEM certificate: serve https (needed off loopback)")
     s.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
     s.set_defaults(func=cmd_serve)

@@ -231,3 +231,19 @@ async def test_shared_subscription_consumers_split_the_windows(mosquitto: object
     both = got[0] + got[1]
     assert sorted(both) == sorted(sent), "every window exactly once across the group"
     assert got[0] and got[1], "the broker shares the windows between the members"
+
+
+def test_serve_ray_flag_selects_the_ray_executor() -> None:
+    """`serve --ray ADDRESS`: the WebRTC node keeps ingesting; analysis goes to the Ray backend."""
+    from affectstream.engine.cli import _serve_settings, build_parser
+    from affectstream.engine.executor.base import make_executor
+    from affectstream.engine.executor.ray_backend import RayExecutor
+
+    args = build_parser().parse_args(["serve", "--ray", "127.0.0.1:6380", "--no-mqtt"])
+    s = _serve_settings(args)
+    assert (s.executor.backend, s.ray.address) == ("ray", "127.0.0.1:6380")
+    ex = make_executor(s)
+    assert isinstance(ex, RayExecutor) and ex.address == "127.0.0.1:6380"
+    assert ex.options.actors == s.ray.actors and ex.options.max_batch == s.executor.max_batch
+    local = _serve_settings(build_parser().parse_args(["serve", "--ray"]))
+    assert (local.executor.backend, local.ray.address) == ("ray", None)

@@ -103,7 +103,7 @@ class ClusterRun:
     async def run(self) -> dict[str, StreamOutcome]:
         import ray
 
-        await asyncio.to_thread(connect, self.address)
+        connect(self.address)  # in the main thread: Ray installs its signal handlers there
         self.registry = (
             ray.remote(Registry)
             .options(

@@ -363,7 +363,10 @@ class RayExecutor:
         self.call_ms_total = 0.0
 
     async def start(self) -> None:
-        """Connect, find or create the pool, and wait until every analyzer actor has loaded its models."""
+        """Connect, find or create the pool, and wait until every analyzer actor has loaded its models
+        (idempotent: the assembly and the pipeline may both call it)."""
+        if self._pool is not None:
+            return
         if self.connect_ray:
             await asyncio.to_thread(connect, self.address)
         import ray
