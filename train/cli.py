@@ -175,7 +175,8 @@ def run_sft(cfg: dict[str, Any], resume: bool = False) -> Path:
     if d.get("sft_consistent_only"):  # targets whose strongest cue points to the label (see cues.consistent)
         from affectstream.train.cues import consistent
 
-        samples = [s for s in samples if consistent(s)]
+        # real windows stay: their target cites what was measured (e.g. prosody alone), the label is human
+        samples = [s for s in samples if s.kind == "real" or consistent(s)]
     import random
 
     random.Random(int(cfg.get("model", {}).get("seed", 0))).shuffle(samples)
@@ -337,6 +338,19 @@ def run_eval(
         _log(
             f"{name}: format {rep.format_rate:.1f}% WAR {rep.war:.1f}% UAR {rep.uar:.1f}% ({time.perf_counter() - t:.0f} s)"
         )
+    # models evaluated by earlier invocations into the same folder stay in report.json and the table
+    from dataclasses import fields as dc_fields
+
+    from affectstream.train.evaluate import Report
+
+    old = out_dir / "report.json"
+    if old.is_file():
+        prev = json.loads(old.read_text(encoding="utf-8"))
+        keys = {f.name for f in dc_fields(Report)}
+        for name, d in prev.items():
+            if name not in reports and keys <= set(d):
+                reports[name] = d
+                rows = {name: Report(**{k: d[k] for k in keys}), **rows}
     table = format_table(rows)
     (out_dir / "report.json").write_text(json.dumps(reports, indent=1), encoding="utf-8")
     (out_dir / "table.md").write_text(table + "\n", encoding="utf-8")

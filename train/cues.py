@@ -442,7 +442,15 @@ def _describe(ev: Evidence, modality: str) -> str:
         if ev.voice_scores:
             lab, sc = ev.voice_scores[0]
             return f"the voice sounds {lab} {sc:.2f}" + (f", {tone}" if tone else "")
-        return f"the voice is {tone or 'plain'}"
+        nums = ", ".join(
+            x
+            for x in (
+                None if ev.pitch_hz is None else f"pitch {ev.pitch_hz:.0f} Hz",
+                None if ev.arousal is None else f"arousal {ev.arousal:.2f}",
+            )
+            if x
+        )
+        return f"the voice is {tone or 'plain'}" + (f" ({nums})" if nums else "")
     we = grounding.word_emotion(ev.transcript)
     q = _quote(ev.transcript or "")
     return f'the words "{q}" sound {we[0]}' if we else f'the words "{q}" are neutral'
@@ -473,7 +481,7 @@ def target_think(sample: CueSample) -> str:
     s1 = first[0].upper() + first[1:] + "."
     s2 = ""
     if "face" not in have and top is not None:
-        second = second[:1] + second[-1:]  # one supporting cue + the missing face: short is fast
+        second = list(dict.fromkeys(second[:1] + second[-1:]))  # one supporting cue + the missing face
     if second:
         joined = "; ".join(second[:2])
         s2 = " " + joined[0].upper() + joined[1:] + "."

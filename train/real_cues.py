@@ -173,6 +173,8 @@ def build(
         if transcript and payload.get("voice") and split in transcript_splits:
             if r["file"] not in tcache and transcriber is not None:
                 tcache[r["file"]] = transcriber.transcribe(audio).strip()
+                if len(tcache) % 10 == 0:  # progress survives an interrupted run
+                    tcache_path.write_text(json.dumps(tcache, ensure_ascii=False) + "\n", encoding="utf-8")
             payload["voice"]["transcript"] = tcache.get(r["file"]) or None
         ev = Evidence.from_payload(payload)
         splits[split].append(

@@ -1,0 +1,129 @@
+"""Reasoning and fast-path latency inside `affectstream run --realtime`: old prompt layout vs evidence layout.
+
+    python bench/bench_reasoning_run.py [--clip examples/sample.mp4] [--reps 2] [--new-lora RUN/adapter.gguf]
+
+Three configurations, each run `--reps` times, interleaved (A, B, C, A, B, C) so machine load hits all:
+- `off`: `--no-reasoning` (the fast path alone, transcript off: the pre-issue default without an LLM);
+- `legacy`: the shipped adapter with the legacy prompt layout, transcript off (the previous default);
+- `evidence`: the evidence layout (fixed head in the KV cache), transcript on (the new default), with
+  `--new-lora` when given (else the profile's adapter, which must then be an evidence-layout one).
+Every window is offered to the reasoner (`reasoning.every_n = 1`); one generation in flight per stream,
+the others are skipped and counted, as in production. Latencies come from the published messages
+(`--jsonl`): `reasoning.latency_ms` and `window.latency_ms.fast_path`. Prints one JSON object with
+p50/p95 per configuration and the ratios legacy/evidence (reasoning) and evidence/off (fast path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pct(xs: list[float], q: float) -> float | None:
+    return round(float(np.percentile(np.asarray(xs), q)), 1) if xs else None
+
+
+def run_once(clip: Path, env_extra: dict[str, str], args: list[str]) -> tuple[list[float], list[float], int]:
+    with tempfile.TemporaryDirectory() as td:
+        out = Path(td) / "out.jsonl"
+        env = {**os.environ, "AFFECTSTREAM_REASONING__EVERY_N": "1", **env_extra}
+        cmd = [
+            sys.executable,
+            "-m",
+            "affectstream.engine.cli",
+            "run",
+            str(clip),
+            "--realtime",
+            "--no-mqtt",
+            "-q",
+        ]
+        r = subprocess.run(
+            [*cmd, "--jsonl", str(out), *args], env=env, capture_output=True, text=True, timeout=600
+        )
+        if r.returncode != 0:
+            raise SystemExit(f"run failed ({r.returncode}): {r.stderr.strip()[-400:]}")
+        reason, fast, invalid = [], [], 0
+        for line in out.read_text().splitlines():
+            d = json.loads(line)
+            kind = str(d.get("schema", "")).split("/")[0]
+            if kind == "affectstream.reasoning":
+                reason.append(float(d["latency_ms"]))
+                invalid += int(not d["valid"])
+            elif kind == "affectstream.window":
+                fast.append(float(d["latency_ms"].get("fast_path", 0.0)))
+        return reason, fast, invalid
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clip", type=Path, default=ROOT / "examples" / "sample.mp4")
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--new-lora", type=Path, default=None)
+    a = ap.parse_args()
+    shipped = ROOT / "train" / "artifacts" / "lite-grpo-lora.gguf"
+    configs: dict[str, tuple[dict[str, str], list[str]]] = {
+        "off": ({"AFFECTSTREAM_LITE__TRANSCRIPT": "false"}, ["--no-reasoning"]),
+        "legacy": (
+            {
+                "AFFECTSTREAM_LITE__TRANSCRIPT": "false",
+                "AFFECTSTREAM_REASONING__LAYOUT": "legacy",
+                "AFFECTSTREAM_REASONING__LORA": str(shipped),
+            },
+            [],
+        ),
+        "evidence": (
+            {"AFFECTSTREAM_REASONING__LAYOUT": "evidence"}
+            | ({"AFFECTSTREAM_REASONING__LORA": str(a.new_lora)} if a.new_lora else {}),
+            [],
+        ),
+    }
+    got: dict[str, dict[str, list[float]]] = {k: {"reason": [], "fast": [], "invalid": []} for k in configs}
+    load0 = os.getloadavg()[0]
+    t0 = time.time()
+    for _ in range(a.reps):
+        for name, (env, args) in configs.items():
+            r, f, inv = run_once(a.clip, env, args)
+            got[name]["reason"] += r
+            got[name]["fast"] += f
+            got[name]["invalid"].append(inv)
+    out: dict[str, object] = {
+        "clip": a.clip.name,
+        "reps": a.reps,
+        "cpus": os.cpu_count(),
+        "load_avg_1min_start_end": [round(load0, 2), round(os.getloadavg()[0], 2)],
+        "seconds": round(time.time() - t0, 1),
+        "new_lora": None if a.new_lora is None else a.new_lora.name,
+    }
+    for name, g in got.items():
+        out[name] = {
+            "reasoning_n": len(g["reason"]),
+            "reasoning_invalid": int(sum(g["invalid"])),
+            "reasoning_p50_ms": pct(g["reason"], 50),
+            "reasoning_p95_ms": pct(g["reason"], 95),
+            "fast_path_n": len(g["fast"]),
+            "fast_path_p50_ms": pct(g["fast"], 50),
+            "fast_path_p95_ms": pct(g["fast"], 95),
+        }
+    lg, ev, off = out["legacy"], out["evidence"], out["off"]
+    if lg["reasoning_p95_ms"] and ev["reasoning_p95_ms"]:  # type: ignore[index]
+        out["ratio_reasoning_p95_legacy_over_evidence"] = round(
+            lg["reasoning_p95_ms"] / ev["reasoning_p95_ms"], 2
+        )  # type: ignore[index]
+    out["ratio_fast_p95_evidence_over_off"] = round(ev["fast_path_p95_ms"] / off["fast_path_p95_ms"], 2)  # type: ignore[index]
+    out["ratio_fast_p95_legacy_over_off"] = round(lg["fast_path_p95_ms"] / off["fast_path_p95_ms"], 2)  # type: ignore[index]
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
