@@ -65,6 +65,7 @@ class _Slot:
     queue: deque[_Job] = field(default_factory=deque)
     busy: list[_Job] | None = None
     batch_id: int = 0
+    reader_fd: int | None = None
     sent_at: float = 0.0
     completed: int = 0
     batches: int = 0
@@ -192,6 +193,7 @@ class ProcessExecutor:
                     job.future.cancel()
             s.queue.clear()
             s.busy = None
+            self._stop_reader(s)
         await asyncio.gather(*(asyncio.to_thread(self._stop, s) for s in self._slots), return_exceptions=True)
         self._pool.close()
 
@@ -241,23 +243,32 @@ class ProcessExecutor:
         slot.broken = None
 
     def _start_reader(self, slot: _Slot) -> None:
-        gen, conn, loop = slot.generation, slot.replies, self._loop
-        assert loop is not None
+        """Read the worker's replies on the event loop itself (no reader thread): one wake-up less per
+        window, which matters on a busy machine where every wake-up waits for a core."""
+        assert self._loop is not None
+        slot.reader_fd = slot.replies.fileno()
+        self._loop.add_reader(slot.reader_fd, self._readable, slot, slot.generation)
 
-        def read() -> None:
-            while True:
+    def _stop_reader(self, slot: _Slot) -> None:
+        if slot.reader_fd is not None and self._loop is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(slot.reader_fd)
+        slot.reader_fd = None
+
+    def _readable(self, slot: _Slot, gen: int) -> None:
+        conn = slot.replies
+        try:
+            while gen == slot.generation and conn.poll():
                 try:
                     msg = conn.recv()
                 except (EOFError, OSError):
-                    with contextlib.suppress(RuntimeError):  # loop closed at shutdown
-                        loop.call_soon_threadsafe(self._on_death, slot, gen)
-                    return
+                    raise
                 except Exception as e:  # an unpicklable result: treat like an analysis error
                     msg = ("error", slot.batch_id, f"{type(e).__name__}: {e}", "")
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(self._on_reply, slot, gen, msg)
-
-        threading.Thread(target=read, name=f"executor-reader-{slot.index}", daemon=True).start()
+                self._on_reply(slot, gen, msg)
+        except (EOFError, OSError):  # the worker is gone
+            self._stop_reader(slot)
+            self._on_death(slot, gen)
 
     def _stop(self, slot: _Slot) -> None:
         proc = slot.proc
@@ -359,6 +370,7 @@ class ProcessExecutor:
             j.tries += 1
             self.retried += 1
             slot.queue.appendleft(j)
+        self._stop_reader(slot)
         for c in (slot.requests, slot.replies):
             with contextlib.suppress(Exception):
                 c.close()
