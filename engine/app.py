@@ -469,8 +469,6 @@ async def run_on_ray(settings: Settings, source_args: Sequence[str], address: st
 
     if settings.profile == "lite":
         await asyncio.to_thread(ensure_profile, "lite")
-    if settings.reasoning.enabled:
-        print("affectstream: --ray runs the fast path only; reasoning is not distributed yet", file=sys.stderr)
     if settings.jsonl:
         print("affectstream: --ray publishes to MQTT only; --jsonl is ignored", file=sys.stderr)
     node_sink, broker = await start_mqtt(settings)

@@ -328,6 +328,9 @@ class RaySettings(Section):
     heartbeat_timeout: float = Field(
         6.0, gt=0, description="A stream actor silent this long is restarted on another node (s)."
     )
+    reasoners: int = Field(
+        1, ge=0, description="Reasoner actors (LLM slow path), 1 CPU each; 0: no reasoning."
+    )
 
 
 class PrivacySettings(Section):

@@ -90,7 +90,7 @@ def _settings(url: str, node_id: str, **ray_kw: Any) -> Settings:
         mqtt={"url": url, "node_id": node_id, "stats_interval": 1.0, "window_qos": 1},
         reasoning={"enabled": False},
         lite={"actions": False},
-        ray={"actors": 2, "call_timeout": 8.0, "heartbeat_timeout": 5.0, **ray_kw},
+        ray={"actors": 2, "call_timeout": 8.0, "heartbeat_timeout": 5.0} | ray_kw,
     )
 
 
@@ -158,7 +158,7 @@ async def test_six_streams_on_two_nodes_every_window_exactly_once(
     cluster: Any, mosquitto: Any, lite_profile: Path, clips: dict[str, Path]
 ) -> None:
     c, _second, _head = cluster
-    settings = _settings(mosquitto.url, "cl1")
+    settings = _settings(mosquitto.url, "cl1", heartbeat_timeout=20.0)  # no failure is staged here
     expected = [x.index for x in await _windows_of(clips["short"], settings)]
     assert len(expected) >= 4
     specs = [StreamSpec(f"s{i}", "file", str(clips["short"])) for i in range(6)]
@@ -191,6 +191,10 @@ async def test_six_streams_on_two_nodes_every_window_exactly_once(
     assert sorted(Counter(r["node"] for r in last["streams"].values()).values()) == [3, 3], last["streams"]
     assert set(last["streams"]) == {f"s{i}" for i in range(6)}
     assert last["cluster"]["restarts"] == 0 and last["cluster"]["windows_lost"] == 0
+    assert last["cluster"]["analyzers"]["streams"] == [
+        3,
+        3,
+    ]  # streams of both nodes spread over both analyzers
     assert all(row["windows_analyzed"] == len(expected) for row in last["streams"].values())
 
 
@@ -217,6 +221,37 @@ async def test_dead_analyzer_actor_is_replaced_and_windows_retried(
     after = (await ex.actor_info())[slot]
     assert after["generation"] == 1 and after["pid"] != before["pid"] and after["windows"] >= 1
     ray.kill(ray.get_actor("test-replace"))
+
+
+async def test_reasoning_runs_in_a_reasoner_actor(
+    cluster: Any, mosquitto: Any, lite_profile: Path, clips: dict[str, Path]
+) -> None:
+    """With reasoning on, a reasoner actor (the LLM loaded once) explains windows and publishes
+    `reasoning` on the stream's topic, like one node does."""
+    c, _second, _head = cluster
+    settings = _settings(mosquitto.url, "cl3", heartbeat_timeout=20.0).model_copy(
+        update={"reasoning": Settings().reasoning.model_copy(update={"enabled": True, "every_n": 3})}
+    )
+    factory = AnalyzerFactory.from_settings(settings, profile_dir=str(lite_profile), threads=1)
+    specs = [StreamSpec("r0", "file", str(clips["short"]))]
+    async with collecting(mosquitto.port, "affectstream/#", qos=1) as col:
+        run = ClusterRun(
+            settings, specs, factory, address=c.address, mqtt_url=mosquitto.url, profile_dir=str(lite_profile)
+        )
+        outcomes, _ = await _run(run)
+        await col.wait_for(lambda ms: any(m.topic.endswith("/reasoning") for m in ms), 10)
+    assert outcomes["r0"].status == "finished"
+    assert len(run.reasoners) == 1, "the reasoner actor did not load"
+    windows = {
+        json.loads(m.payload)["window"]["index"]
+        for m in col.messages
+        if m.topic == "affectstream/cl3/r0/window"
+    }
+    rs = [json.loads(m.payload) for m in col.messages if m.topic == "affectstream/cl3/r0/reasoning"]
+    assert rs, "no reasoning published"
+    for r in rs:
+        validate("reasoning", r)
+        assert r["window"]["index"] in windows
 
 
 async def test_second_node_dies_streams_resume_on_head(

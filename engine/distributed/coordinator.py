@@ -76,6 +76,7 @@ class ClusterRun:
         node_sink: Any = None,
         run_id: str | None = None,
         on_restart: Callable[[str, str, str], None] | None = None,
+        profile_dir: str | None = None,
     ) -> None:
         self.settings = settings
         self.specs = specs
@@ -85,6 +86,7 @@ class ClusterRun:
         self.node_sink = node_sink  # the node id's MQTT sink: `available` + `stats`
         self.run_id = run_id or f"{int(time.time() * 1000):x}"
         self.on_restart = on_restart
+        self.profile_dir = profile_dir  # for the reasoners; None: each node's $AFFECTSTREAM_HOME
         self.pool_name = f"affectstream-analyzers-{self.run_id}"
         self.registry_name = f"affectstream-registry-{self.run_id}"
         self.running: dict[str, _Running] = {}
@@ -96,6 +98,8 @@ class ClusterRun:
         self._started = time.monotonic()
         self.pool: Any = None
         self.registry: Any = None
+        self.reasoners: list[Any] = []
+        self.reasoner_names: list[str] = []
 
     def stop(self) -> None:
         self._stopping = True
@@ -120,6 +124,7 @@ class ClusterRun:
         self.pool = await asyncio.to_thread(get_or_create_pool, self.factory, opts)
         self.executor = RayExecutor(None, options=opts, connect_ray=False)
         await self.executor.start()  # every analyzer actor has loaded its models
+        await self._start_reasoners()
         if self.node_sink is not None:
             await self.node_sink.start()
         stats_task = asyncio.create_task(self._stats_loop())
@@ -136,14 +141,46 @@ class ClusterRun:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(_ref(r.actor.stop.remote()), 5)
                 await self._watch()
+            for r in self.reasoners:  # generations in progress finish and are published
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(_ref(r.drain.remote()), 60)
             if self.node_sink is not None:
                 with contextlib.suppress(Exception):
                     await self.node_sink.publish_stats(await self.stats_payload())
                 await self.node_sink.close()
-            for h in (self.pool, self.registry):
+            for h in (self.pool, self.registry, *self.reasoners):
                 with contextlib.suppress(Exception):
                     ray.kill(h, no_restart=True)
         return self.outcomes
+
+    async def _start_reasoners(self) -> None:
+        """The slow path's actors (`ray.reasoners`, 1 CPU each), when reasoning is on for `lite`; a
+        reasoner that cannot load its LLM is reported once and reasoning goes without it."""
+        import ray
+        from affectstream.engine.distributed.reasoner_actor import ReasonerActor
+
+        s = self.settings
+        if not (s.reasoning.enabled and s.profile == "lite" and s.ray.reasoners > 0):
+            return
+        names = [f"affectstream-reasoner-{self.run_id}-{i}" for i in range(s.ray.reasoners)]
+        handles = [
+            ray.remote(ReasonerActor)
+            .options(name=n, namespace=NAMESPACE, num_cpus=1, max_restarts=0, scheduling_strategy="SPREAD")
+            .remote(s.model_dump_json(), self.mqtt_url, i, self.profile_dir)
+            for i, n in enumerate(names)
+        ]
+        infos = await asyncio.gather(
+            *(asyncio.wait_for(_ref(h.ready.remote()), 300) for h in handles), return_exceptions=True
+        )
+        for h, n, info in zip(handles, names, infos, strict=True):
+            err = info if isinstance(info, BaseException) else info.get("error")
+            if err:
+                log.warning("reasoner %s unavailable, reasoning goes without it: %s", n, err)
+                with contextlib.suppress(Exception):
+                    ray.kill(h, no_restart=True)
+                continue
+            self.reasoners.append(h)
+            self.reasoner_names.append(n)
 
     # ------------------------------------------------------------------------------------ placement
     def _nodes(self) -> list[NodeInfo]:
@@ -169,6 +206,7 @@ class ClusterRun:
             pool_name=self.pool_name,
             registry_name=self.registry_name,
             call_timeout_s=self.settings.ray.call_timeout,
+            reasoners=tuple(self.reasoner_names),
         )
         strategy: Any = "DEFAULT"
         if node is not None:
@@ -275,6 +313,12 @@ class ClusterRun:
         pool = {}
         with contextlib.suppress(Exception):
             pool = await asyncio.wait_for(_ref(self.pool.stats.remote()), 5)
+        reasoning: list[Any] = []
+        for r in self.reasoners:
+            try:
+                reasoning.append(await asyncio.wait_for(_ref(r.stats.remote()), 5))
+            except Exception as e:
+                reasoning.append({"error": type(e).__name__})
         return {
             "schema": "affectstream.stats/1",
             "stream": None,
@@ -291,6 +335,7 @@ class ClusterRun:
                 "gaps": sum(int(r["gaps"]) for r in snap.values()),
                 "windows_lost": sum(int(r["windows_lost"]) for r in snap.values()),
                 "analyzers": pool,
+                "reasoners": reasoning,
             },
         }
 

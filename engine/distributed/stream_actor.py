@@ -55,6 +55,7 @@ class ActorConfig:
     call_timeout_s: float = 60.0
     heartbeat_s: float = 1.0
     inflight: int = 2  # windows of this stream at the analyzer pool at once
+    reasoners: tuple[str, ...] = ()  # names of the reasoner actors (slow path); empty: no reasoning
 
 
 async def _ref(ref: Any) -> Any:
@@ -153,6 +154,13 @@ class StreamActor:
             connect_ray=False,
         )
         await self.executor.start()
+        self.reasoner = None
+        if self.cfg.reasoners:
+            from affectstream.engine.distributed.reasoner_actor import slot_for
+
+            name = self.cfg.reasoners[slot_for(sid, len(self.cfg.reasoners))]
+            with contextlib.suppress(ValueError):
+                self.reasoner = ray.get_actor(name)
         self.sink = None
         mqtt_settings = None
         if self.cfg.mqtt_url is not None:
@@ -347,6 +355,8 @@ class StreamActor:
             for ev in upd.events:
                 await self.sink.publish_event(ev)
         self.registry.ack.remote(sid, self.epoch, win.index)
+        if self.reasoner is not None:  # fire and forget: reasoning never delays labels
+            self.reasoner.offer.remote(res)
 
     async def _publish_gap(self, first: Window) -> None:
         """The `gap` event of a restart: windows after the last one surely delivered, up to this one."""

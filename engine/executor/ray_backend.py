@@ -212,6 +212,21 @@ class AnalyzerPool:
         if not self.slots:
             raise ValueError("ray pool: no analyzer actors configured (actors=0 and no GPUs)")
         self.replaced = 0
+        self.assigned: dict[str, int] = {}  # stream -> slot, for every caller (bounded below)
+
+    def assign(self, stream: str) -> int:
+        """The analyzer slot for `stream`: its slot if it has one, else the slot with the fewest streams.
+        Kept here, not per caller, so stream actors on many nodes spread over all analyzers."""
+        slot = self.assigned.get(stream)
+        if slot is None:
+            counts = [0] * len(self.slots)
+            for s in self.assigned.values():
+                counts[s] += 1
+            slot = min(range(len(self.slots)), key=lambda i: (counts[i], i))
+            if len(self.assigned) >= 100_000:  # forget the oldest assignment
+                self.assigned.pop(next(iter(self.assigned)))
+            self.assigned[stream] = slot
+        return slot
 
     def _spawn(self, gpu: bool, node: str | None = None) -> Any:
         import ray
@@ -279,6 +294,7 @@ class AnalyzerPool:
             "gpu_actors": sum(1 for s in self.slots if s["gpu"]),
             "replaced": self.replaced,
             "generations": [s["gen"] for s in self.slots],
+            "streams": [sum(1 for v in self.assigned.values() if v == i) for i in range(len(self.slots))],
         }
 
 
@@ -352,6 +368,7 @@ class RayExecutor:
         self._owns_pool = False
         self._slots: list[tuple[int, Any]] = []
         self._assign: dict[str, int] = {}
+        self._asking: dict[str, asyncio.Future[Any]] = {}
         self._tail: dict[str, asyncio.Future[WindowResult]] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # calls in flight (kept referenced)
         self._replacing: dict[int, asyncio.Future[tuple[int, Any]]] = {}
@@ -382,14 +399,20 @@ class RayExecutor:
     def capacity(self) -> int:
         return max(1, len(self._slots)) * self.options.max_batch
 
-    def _slot_for(self, stream: str) -> int:
+    async def _slot_for(self, stream: str) -> int:
+        """The stream's analyzer slot, asked once from the pool (which balances every caller's streams)."""
         slot = self._assign.get(stream)
-        if slot is None:
-            counts = [0] * len(self._slots)
-            for s in self._assign.values():
-                counts[s] += 1
-            slot = min(range(len(self._slots)), key=lambda i: (counts[i], i))
-            self._assign[stream] = slot
+        if slot is not None:
+            return slot
+        # one question per stream; windows waiting for the answer resume in submission order
+        pending = self._asking.get(stream)
+        if pending is None:
+            pending = self._asking[stream] = asyncio.ensure_future(
+                _await_ref(self._pool.assign.remote(stream))
+            )
+        slot = int(await pending)
+        self._assign[stream] = slot
+        self._asking.pop(stream, None)
         return slot
 
     def submit(self, window: Window) -> asyncio.Future[WindowResult]:
@@ -437,7 +460,7 @@ class RayExecutor:
     async def _call(self, window: Window) -> WindowResult:
         from ray.exceptions import RayActorError
 
-        slot = self._slot_for(window.stream_id)
+        slot = await self._slot_for(window.stream_id)
         for attempt in (0, 1):
             gen, handle = self._slots[slot]
             try:
