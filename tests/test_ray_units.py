@@ -164,7 +164,7 @@ def test_deploy_files_for_ray() -> None:
         assert svc[name]["environment"]["RAY_AUTH_MODE"] == "token"
         assert all(str(p).startswith("127.0.0.1:") for p in svc[name].get("ports", []))
     assert "--head" in svc["ray-head"]["command"] and "ray-head:6379" in svc["ray-worker"]["command"]
-    exe = shutil.which("hadolint")
+    exe = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
     if exe is not None:
         r = subprocess.run(
             [exe, "--no-color", str(docker / "Dockerfile.ray")], capture_output=True, text=True, timeout=60
