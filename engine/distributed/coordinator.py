@@ -163,9 +163,11 @@ class ClusterRun:
         if not (s.reasoning.enabled and s.profile == "lite" and s.ray.reasoners > 0):
             return
         names = [f"affectstream-reasoner-{self.run_id}-{i}" for i in range(s.ray.reasoners)]
+        # one CPU each when the cluster has it left, else share (a small cluster must not wait forever)
+        cpus = 1 if float(ray.available_resources().get("CPU", 0.0)) >= s.ray.reasoners else 0
         handles = [
             ray.remote(ReasonerActor)
-            .options(name=n, namespace=NAMESPACE, num_cpus=1, max_restarts=0, scheduling_strategy="SPREAD")
+            .options(name=n, namespace=NAMESPACE, num_cpus=cpus, max_restarts=0, scheduling_strategy="SPREAD")
             .remote(s.model_dump_json(), self.mqtt_url, i, self.profile_dir)
             for i, n in enumerate(names)
         ]

@@ -85,7 +85,11 @@ async def run_cluster(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, run.stop)
-    outcomes = await run.run()
+    try:
+        outcomes = await run.run()
+    except ValueError as e:  # e.g. more analyzer actors than the cluster has CPUs: one line, exit 2
+        print(f"affectstream: {e}", file=sys.stderr)
+        return 2
     failed = len(errors)
     for o in outcomes.values():
         c = o.counters

@@ -391,6 +391,13 @@ class RayExecutor:
         if self.factory is None:
             self._pool = await asyncio.to_thread(ray.get_actor, self.options.name, NAMESPACE)
         else:
+            need = self.options.actors * self.options.cpus_per_actor
+            have = float(ray.cluster_resources().get("CPU", 0.0))
+            if need > have:  # the actors would wait for CPUs forever
+                raise ValueError(
+                    f"ray: {self.options.actors} analyzer actors need {need:g} CPUs, the cluster has {have:g} "
+                    "(set ray.actors / ray.cpus_per_actor, e.g. AFFECTSTREAM_RAY__ACTORS=1)"
+                )
             self._pool, self._owns_pool = await asyncio.to_thread(_pool, self.factory, self.options)
         self._slots = list(await _await_ref(self._pool.handles.remote()))
         await asyncio.gather(*(_await_ref(h.info.remote()) for _, h in self._slots))
