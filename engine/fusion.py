@@ -6,8 +6,9 @@ Two voice sources, two rules:
   `voice_emotion`): its probabilities are temperature-calibrated on held-out speakers, so they can be
   combined with the face's by a weighted product (log-linear pooling, the rule for independent calibrated
   experts): log p = w_face·log p_face + w_voice·log p_voice, renormalised. The weights are the observed
-  reliability of each modality in this window: for the face, the share of the window's frames its
-  tracks were seen in × the mean detector score × a face-size factor (small faces classify worse);
+  reliability of each modality in this window: for the face, a coverage factor (0.5 + 0.5 × the share
+  of the window's frames its tracks were seen in) × the mean detector score × a face-size factor (small
+  faces classify worse);
   for the voice, the speech ratio (half the window speaking counts fully). Confidence needs no extra
   term: a calibrated, unsure distribution is flat and moves the product little. Audio-only windows get
   the head's calibrated distribution as is — a real label with honest confidence.
@@ -103,7 +104,8 @@ def face_reliability(tracks: list[TrackEvidence], n_frames: int | None = None) -
     if not tracks:
         return 0.0
     seen = max(len(t.probs) for t in tracks)
-    coverage = min(1.0, seen / max(n_frames or seen, 1))
+    # a face seen clearly in a few frames still says a lot: coverage scales the weight between 0.5 and 1
+    coverage = 0.5 + 0.5 * min(1.0, seen / max(n_frames or seen, 1))
     det = float(np.average([np.mean(t.det_scores) for t in tracks], weights=[len(t.probs) for t in tracks]))
     side = max(float(np.sqrt(max(t.area, 0.0))) for t in tracks)
     if side <= 0:  # area unknown (e.g. synthetic evidence): no size penalty

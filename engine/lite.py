@@ -6,7 +6,9 @@ Per call (one window, or several windows of several streams):
 3. each frame's detections get stable track ids from its stream's IoU tracker (once per frame), and
    the newest frame of each window gets facial actions from the face mesh (explainable cues),
 4. each window's audio goes through Silero VAD (per stream over time: only chunks not yet seen),
-   then prosody (pitch, energy, rate, pauses, arousal),
+   then prosody (pitch, energy, rate, pauses, arousal); the windows WITH speech then go through the
+   speech-emotion model (Whisper-base encoder + trained head, `engine/models/voice_emotion.py`) in one
+   batched call — windows without speech cost nothing,
 5. per-track aggregation + voice cues are fused (`engine/fusion.py`).
 
 Per-frame results are cached (bounded LRU keyed by stream, frame index and timestamp): with hop <
@@ -174,6 +176,8 @@ class LiteAnalyzer(AnalyzerBase):
         actions: bool = True,
         vad_model: str | Path | None = None,
         face_detector: Any = None,
+        voice_model: bool = True,
+        voice_head: str | Path | None = None,
     ) -> None:
         from affectstream.engine.profile import Profile
         from affectstream.engine.runtimes.select import load_runtime
@@ -211,6 +215,13 @@ class LiteAnalyzer(AnalyzerBase):
             from affectstream.engine.models.transcript import Transcriber
 
             self.transcriber = Transcriber(self.prof.path("whisper"), threads=1)
+        # the trained speech-emotion head (when the profile ships it, or `voice_head` names a retrained one)
+        self.voice_emotion: Any = None
+        self.voice_emotion_error: str | None = None
+        if voice_model:
+            self.voice_emotion, self.voice_emotion_error = self._build_voice_emotion(voice_head)
+        self.voice_windows = 0
+        self._voice_audio: dict[str, Any] = {}
         self.frames_bad = 0
         self.frames_processed = 0
         self.faces_classified = 0
@@ -247,6 +258,8 @@ class LiteAnalyzer(AnalyzerBase):
         noise = rng.normal(0, 0.05, 16_000).astype(np.float32)
         self.vad.analyze(noise)
         analyze_prosody(noise, [(0.0, 1.0)])
+        if self.voice_emotion is not None:
+            self.voice_emotion.warmup()
 
     @classmethod
     def from_profile(
@@ -256,7 +269,16 @@ class LiteAnalyzer(AnalyzerBase):
         (detector, max_faces, min_face, threads, transcript); `kw` overrides any of them."""
         opts: dict[str, Any] = {}
         if settings is not None:
-            for k in ("detector", "max_faces", "min_face", "threads", "transcript", "actions"):
+            for k in (
+                "detector",
+                "max_faces",
+                "min_face",
+                "threads",
+                "transcript",
+                "actions",
+                "voice_model",
+                "voice_head",
+            ):
                 if hasattr(settings, k):
                     opts[k] = getattr(settings, k)
         opts.update(kw)
@@ -269,6 +291,32 @@ class LiteAnalyzer(AnalyzerBase):
         return TorchRuntime(
             load_hdf5(self.prof.path("expression_hdf5")), ["input"], ["probs"], threads=self.threads
         )
+
+    def _build_voice_emotion(self, head: str | Path | None) -> tuple[Any, str | None]:
+        """The speech-emotion model, or (None, why): a profile prepared before the head shipped, or no
+        faster-whisper, leaves the voice on prosody only — said once in the log and in `runtime_info`."""
+        from affectstream.engine.models.voice_emotion import VoiceEmotionModel, WhisperEncoder, read_head_info
+        from affectstream.engine.runtimes.base import ModelFileError, RuntimeUnavailable
+        from affectstream.engine.runtimes.select import load_runtime
+
+        try:
+            if head is not None:  # a user-trained head (`affectstream train voice`): not in the manifest
+                info = read_head_info(head)
+                self.prof.verify(["whisper"])
+                enc = WhisperEncoder(
+                    self.prof.path("whisper"), threads=self.threads, compute_type=info.compute_type
+                )
+                return VoiceEmotionModel(enc, load_runtime(Path(head), "cpu", threads=1), info), None
+            if not self.prof.has("voice_emotion"):
+                why = "the profile has no voice_emotion head; run: affectstream models prepare lite"
+                log.warning("speech emotion off: %s", why)
+                return None, why
+            return VoiceEmotionModel.from_profile(self.prof, threads=self.threads), None
+        except ModelFileError:
+            raise  # a damaged or missing file is an error the user must fix, not a silent downgrade
+        except (RuntimeUnavailable, ImportError) as e:
+            log.warning("speech emotion off: %s", e)
+            return None, str(e)
 
     def _build_mesh(self) -> Any:
         """Face mesh for facial actions (explainable cues); optional, so a failure only disables cues."""
@@ -462,7 +510,33 @@ class LiteAnalyzer(AnalyzerBase):
         t2 = time.perf_counter()
         lat["vad"] = (t1 - t0) * 1000
         lat["prosody"] = (t2 - t1) * 1000
+        if self.voice_emotion is not None:
+            ctx = [self._voice_context(windows[i], a) for i, a in zip(idx, clean, strict=True)]
+            speech = [(i, c) for i, c, v in zip(idx, ctx, vads, strict=True) if v.speech]
+            if speech:
+                probs = self.voice_emotion.predict([a for _, a in speech])
+                for (i, _), p in zip(speech, probs, strict=True):
+                    out[i].scores = {k: float(x) for k, x in zip(EMOTIONS, p, strict=True)}  # type: ignore[union-attr]
+                self.voice_windows += len(speech)
+            lat["voice_emotion"] = (time.perf_counter() - t2) * 1000
         return out
+
+    def _voice_context(self, w: Window, audio: np.ndarray) -> np.ndarray:
+        """The audio the voice head hears for this window: the last `context_s` seconds of the stream up
+        to the window's end (the head was trained on that much context; a window alone is often 2 s).
+        Kept per stream without the windows' overlaps; a gap or a restarted clock starts it over."""
+        from affectstream.engine.models.transcript import SpeechBuffer
+
+        need = self.voice_emotion.context_samples  # type: ignore[union-attr]
+        if need <= len(audio):
+            return audio[-need:]
+        buf = self._voice_audio.get(w.stream_id)
+        if buf is None:
+            buf = self._voice_audio[w.stream_id] = SpeechBuffer(need / 16_000)
+            while len(self._voice_audio) > 256:
+                self._voice_audio.pop(next(iter(self._voice_audio)))
+        buf.add(w.start, audio)
+        return buf.audio()
 
     def _transcript(self, w: Window, audio: np.ndarray, speech: bool) -> str | None:
         """Feed the stream's speech buffer, queue it (rate-limited) when there is speech, and return the
@@ -547,8 +621,11 @@ class LiteAnalyzer(AnalyzerBase):
             )
         tracks.sort(key=lambda t: (-t.weight(), t.track))
         track_actions = {int(tid): _mean_actions(d["a"]) for tid, d in per_track.items()}
-        v_ev = VoiceEvidence(voice.speech_ratio, voice.arousal) if voice is not None else None
-        fused = fuse(tracks, v_ev)
+        v_ev = None
+        if voice is not None:
+            vp = None if voice.scores is None else np.array([voice.scores[k] for k in EMOTIONS])
+            v_ev = VoiceEvidence(voice.speech_ratio, voice.arousal, vp)
+        fused = fuse(tracks, v_ev, n_frames=len(w.frames))
         faces = []
         for t in tracks:
             p = t.mean_probs()
@@ -596,6 +673,13 @@ class LiteAnalyzer(AnalyzerBase):
         info["faces_classified"] = self.faces_classified
         if self.transcriber is not None:
             info["transcript"] = self.transcriber.stats()
+        if self.voice_emotion is not None:
+            info["voice_emotion"] = {
+                **self.voice_emotion.runtime.describe().to_dict(),
+                "windows": self.voice_windows,
+            }
+        else:
+            info["voice_emotion"] = {"off": self.voice_emotion_error or "disabled"}
         return info
 
     def close(self) -> None:

@@ -68,7 +68,12 @@ def test_face_free_video_is_honest(lite_analyzer):
     check_payload(rv)
     assert rv.faces == [] and rv.voice is not None and rv.voice.speech
     assert rv.modalities == {"face": 0.0, "voice": 1.0}
-    assert rv.score < 0.35
+    # with the trained voice head its calibrated top score; on prosody alone capped near uniform
+    assert (
+        rv.score == pytest.approx(max(rv.voice.scores.values()), abs=1e-4)
+        if rv.voice.scores
+        else rv.score < 0.35
+    )
 
 
 def test_audio_only_window(lite_analyzer):
@@ -76,7 +81,10 @@ def test_audio_only_window(lite_analyzer):
     p = check_payload(r)
     assert p["voice"]["speech"] is True and 0 < p["voice"]["speech_ratio"] <= 1
     assert p["voice"]["pitch_hz"] is not None and 70 < p["voice"]["pitch_hz"] < 200
-    assert r.score < 0.35 and r.faces == []
+    assert r.faces == []
+    assert (
+        r.score == pytest.approx(max(r.voice.scores.values()), abs=1e-4) if r.voice.scores else r.score < 0.35
+    )
     silent = lite_analyzer.analyze(Window("mic", 1, 1.0, 3.0, [], np.zeros(2 * SR, np.float32)))
     check_payload(silent)
     assert silent.voice is not None and not silent.voice.speech
@@ -202,7 +210,7 @@ def test_real_clip_through_source_and_windower(lite_analyzer, tmp_path: Path):
         check_payload(r)
         assert r.window.index == w.index
         if r.faces:
-            assert r.modalities["face"] >= 0.8
+            assert r.modalities["face"] > r.modalities["voice"]  # a clear, confident face leads
             happy += r.label == "happy"
     assert happy >= len(wins) - 1  # the smiling astronaut is on screen the whole time
     assert sum(r.voice is not None and r.voice.speech for r in results) >= len(results) - 1

@@ -65,13 +65,15 @@ def run(
     from affectstream.train.voice.report import confusion_png, summary, table
     from affectstream.train.voice.train import (
         OptimConfig,
-        concat,
         cross_validate,
         ece,
         fit,
+        pool_windows,
         probe_cv,
+        sample_weights,
         segment_set,
         softmax,
+        training_rows,
     )
 
     t0 = time.monotonic()
@@ -87,7 +89,9 @@ def run(
     if epochs is not None:
         ocfg["epochs"] = int(epochs)
     opt = OptimConfig(**ocfg)
-    variants = tuple(dict.fromkeys(["orig", *fcfg.get("variants", [])]))
+    primary = str(fcfg.get("primary", "orig"))
+    variants = tuple(dict.fromkeys([primary, *fcfg.get("variants", [])]))
+    context_s = float(primary[5:]) if primary.startswith("first") else SEG_S
     compute_type = str(fcfg.get("compute_type", "int8"))
     _log(f"{len(clips)} clips, {len({c.group for c in clips})} speaker groups, variants {list(variants)}")
 
@@ -119,8 +123,14 @@ def run(
         "protocol": {
             "folds": k,
             "seed": seed,
-            "segment_s": SEG_S,
-            "clip_window": "the 2 s window with the most speech energy, encoded alone (as at run time)",
+            "input": f"{primary}: "
+            + (
+                f"the first {context_s:g} s of each clip"
+                if primary.startswith("first")
+                else "the 2 s window with the most speech energy"
+            )
+            + ", encoded alone (as at run time)",
+            "extra_training_variants": [v for v in variants if v != primary],
             "split": "speaker-disjoint (dataset+speaker), StratifiedGroupKFold"
             if all(c.speaker for c in clips)
             else "clip-wise (no speaker column): optimistic",
@@ -136,12 +146,12 @@ def run(
     cv_uar = None
     if cv:
         fold = speaker_folds(clips, k, seed)
-        res = cross_validate(clips, feats, fold, head_cfg, opt, progress=_log)
+        res = cross_validate(clips, feats, fold, head_cfg, opt, progress=_log, primary=primary)
         temperature = res.temperature
         pred = [EMOTIONS[i] for i in res.clip_p.argmax(1)]
         rows = {"voice head": summary(y, pred, ds), "majority class": summary(y, res.majority, ds)}
         if cfg.get("probe", {}).get("enabled", False):
-            pp = probe_cv(clips, feats["orig"], fold, seed)
+            pp = probe_cv(clips, feats[primary], fold, seed)
             rows["probe: LR on mean+std"] = summary(y, [EMOTIONS[i] for i in pp], ds)
         p1 = softmax(res.seg_logits)
         pt = softmax(res.seg_logits / temperature)
@@ -162,17 +172,13 @@ def run(
         # the head never heard; never shipped
         hold = HeadInfo(
             temperature=temperature,
-            context_s=SEG_S,
+            context_s=context_s,
             compute_type=compute_type,
             cv_uar=cv_uar,
             extra={"holdout_fold": 0},
         )
         export_onnx(
-            res.holdout_model,
-            out / "voice_emotion_fold0.onnx",
-            temperature,
-            hold.to_metadata(),
-            dim=head_cfg.dim,
+            res.holdout_model, head_cfg, out / "voice_emotion_fold0.onnx", temperature, hold.to_metadata()
         )
         with (out / "fold0_test.csv").open("w", encoding="utf-8") as fh:
             fh.write("path,label,dataset,speaker\n")
@@ -189,18 +195,26 @@ def run(
         report["cv"]["png"] = png.name if png is not None else None
 
     _log("fitting the final head on all clips")
-    allset = concat([segment_set(clips, feats[v]) for v in variants])
-    model = fit(allset, head_cfg, opt, progress=_log)
+    pools = {
+        v: pool_windows(segment_set(clips, feats[v]), head_cfg, opt.crops if v == primary else 0, opt.seed)
+        for v in variants
+    }
+    rows_v, rows_y, rows_c = training_rows(pools, np.ones(len(clips), bool))
+    model = fit(rows_v, rows_y, sample_weights(rows_c, rows_y), head_cfg, opt, progress=_log)
     info = HeadInfo(
         temperature=temperature,
-        context_s=SEG_S,
+        context_s=context_s,
         compute_type=compute_type,
         cv_uar=cv_uar,
         extra={"trained_on": sorted(set(ds)), "clips": len(clips)},
     )
     onnx_path = out / "voice_emotion.onnx"
-    export_onnx(model, onnx_path, temperature, info.to_metadata(), dim=head_cfg.dim)
-    report["head"] = {"file": onnx_path.name, "bytes": onnx_path.stat().st_size, "sha256": sha256_file(onnx_path)}
+    export_onnx(model, head_cfg, onnx_path, temperature, info.to_metadata())
+    report["head"] = {
+        "file": onnx_path.name,
+        "bytes": onnx_path.stat().st_size,
+        "sha256": sha256_file(onnx_path),
+    }
     report["seconds"] = round(time.monotonic() - t0, 1)
     (out / "config.toml").write_text(cfg_text, encoding="utf-8")
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

@@ -50,8 +50,9 @@ def speech_span(x: np.ndarray, seg: int = int(SEG_S * SAMPLE_RATE)) -> tuple[int
 
 def augment(x: np.ndarray, variant: str, seed: int) -> np.ndarray:
     """Light, label-preserving perturbations: `speedF` (resample, changes tempo and pitch), `noiseDB`
-    (white noise at that SNR), `gainDB`. `orig` returns the input."""
-    if variant == "orig":
+    (white noise at that SNR), `gainDB`. `orig` and `firstN` (a different cut, not a perturbation)
+    return the input."""
+    if variant == "orig" or variant.startswith("first"):
         return x
     rng = np.random.default_rng(seed)
     if variant.startswith("speed"):
@@ -116,8 +117,11 @@ class FeatureStore:
         x = augment(load_audio(clip.path), variant, seed)
         if len(x) < 1600:
             x = np.pad(x, (0, 1600 - len(x)))
-        a, b = speech_span(x)
-        cuts = [x[a:b]]
+        if variant.startswith("first"):  # "firstN": one window, the first N seconds (longer context)
+            cuts = [x[: int(float(variant[5:]) * SAMPLE_RATE)]]
+        else:
+            a, b = speech_span(x)
+            cuts = [x[a:b]]
         extra = [x[: int(self.context_s * SAMPLE_RATE)]] if self.context_s > 0 else []
         states = self.encoder.encode([*cuts, *extra])  # type: ignore[attr-defined]
         ctx = states[len(cuts)] if extra else np.zeros((0, states[0].shape[1]), np.float32)

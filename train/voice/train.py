@@ -26,7 +26,7 @@ import numpy as np
 from affectstream.engine.labels import EMOTIONS
 from affectstream.train.voice.data import Clip
 from affectstream.train.voice.features import ClipFeatures
-from affectstream.train.voice.head import HeadConfig, build_head
+from affectstream.train.voice.head import HeadConfig, build_mlp
 
 log = logging.getLogger("affectstream.train.voice")
 IDX = {k: i for i, k in enumerate(EMOTIONS)}
@@ -41,9 +41,9 @@ class OptimConfig:
     label_smoothing: float = 0.1
     threads: int = 2
     seed: int = 0
-    # feature-space augmentation, free at training time: with this probability a training window keeps
-    # only a random contiguous 50-100 % of its frames (as a run-time window that catches part of a phrase)
-    time_crop: float = 0.0
+    # feature-space augmentation: this many extra copies of each training window, each pooled over a
+    # random contiguous 50-100 % of its frames (a run-time window that catches part of a phrase)
+    crops: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,7 +77,7 @@ def segment_set(clips: list[Clip], feats: list[ClipFeatures], which: np.ndarray 
     return SegmentSet(x, m, ci, y)
 
 
-def concat(sets: list[SegmentSet]) -> SegmentSet:
+def concat_sets(sets: list[SegmentSet]) -> SegmentSet:
     t = max(s.x.shape[1] for s in sets)
 
     def pad(a: np.ndarray) -> np.ndarray:
@@ -92,74 +92,81 @@ def concat(sets: list[SegmentSet]) -> SegmentSet:
     )
 
 
-def frame_stats(s: SegmentSet, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std over all real frames (standardisation constants baked into the head)."""
-    d = s.x.shape[2]
-    tot = np.zeros(d)
-    sq = np.zeros(d)
-    n = 0.0
-    for a in range(0, len(s), chunk):
-        x = s.x[a : a + chunk].astype(np.float64)
-        m = s.mask[a : a + chunk][..., None]
-        tot += (x * m).sum((0, 1))
-        sq += (x * x * m).sum((0, 1))
-        n += float(m.sum())
-    mu = tot / max(n, 1.0)
-    sd = np.sqrt(np.maximum(sq / max(n, 1.0) - mu**2, 1e-8))
-    return mu.astype(np.float32), sd.astype(np.float32)
-
-
-def sample_weights(s: SegmentSet, n_classes: int = len(EMOTIONS)) -> np.ndarray:
-    """Class-balanced and clip-balanced weights, mean 1."""
-    seg_per_clip = np.bincount(s.clip)[s.clip].astype(np.float64)
-    clip_w = 1.0 / seg_per_clip
-    cls_mass = np.bincount(s.y, weights=clip_w, minlength=n_classes)
-    cls_w = np.where(
-        cls_mass > 0, cls_mass.sum() / np.maximum(cls_mass, 1e-9) / max(1, (cls_mass > 0).sum()), 0
-    )
-    w = clip_w * cls_w[s.y]
+def sample_weights(clip: np.ndarray, y: np.ndarray, n_classes: int = len(EMOTIONS)) -> np.ndarray:
+    """Class-balanced and clip-balanced weights (a clip's windows share one clip's weight), mean 1."""
+    _, inv, cnt = np.unique(clip, return_inverse=True, return_counts=True)
+    clip_w = 1.0 / cnt[inv].astype(np.float64)
+    cls_mass = np.bincount(y, weights=clip_w, minlength=n_classes)
+    present = max(1, int((cls_mass > 0).sum()))
+    cls_w = np.where(cls_mass > 0, cls_mass.sum() / np.maximum(cls_mass, 1e-9) / present, 0.0)
+    w = clip_w * cls_w[y]
     return (w / w.mean()).astype(np.float32)
 
 
+@dataclass(slots=True)
+class Pooled:
+    """Pooled vectors of every window: the original and `crops` time-cropped copies (augmentation)."""
+
+    v: np.ndarray  # (n_windows, P)
+    crops: list[np.ndarray]  # each (n_windows, P)
+    clip: np.ndarray
+    y: np.ndarray
+
+
+def pool_windows(s: SegmentSet, head_cfg: HeadConfig, crops: int, seed: int) -> Pooled:
+    from affectstream.train.voice.head import pooled
+
+    rng = np.random.default_rng(seed)
+    v = pooled(s.x, s.mask, head_cfg.stats)
+    cv = [pooled(s.x, _crop_masks(s.mask, 1.0, rng), head_cfg.stats) for _ in range(crops)]
+    return Pooled(v, cv, s.clip, s.y)
+
+
 def fit(
-    train: SegmentSet, head_cfg: HeadConfig, opt: OptimConfig, progress: Callable[[str], None] | None = None
+    v: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    head_cfg: HeadConfig,
+    opt: OptimConfig,
+    progress: Callable[[str], None] | None = None,
 ) -> Any:
+    """Fit the MLP on pooled vectors `v` (n, P) with labels `y` and sample weights `w`."""
     import torch
 
     torch.manual_seed(opt.seed)
     torch.set_num_threads(max(1, opt.threads))
     rng = np.random.default_rng(opt.seed)
-    mu, sd = frame_stats(train)
-    model = build_head(head_cfg, mu, sd)
-    w = torch.as_tensor(sample_weights(train))
-    y = torch.as_tensor(train.y)
+    mu = v.mean(0)
+    sd = v.std(0)
+    model = build_mlp(head_cfg, mu, sd)
+    vt, yt, wt = torch.as_tensor(v), torch.as_tensor(y), torch.as_tensor(w)
     optim = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
-    steps = opt.epochs * int(np.ceil(len(train) / opt.batch))
+    steps = opt.epochs * int(np.ceil(len(v) / opt.batch))
     sched = torch.optim.lr_scheduler.OneCycleLR(
         optim, max_lr=opt.lr, total_steps=max(steps, 1), pct_start=0.1
     )
     lossf = torch.nn.CrossEntropyLoss(reduction="none", label_smoothing=opt.label_smoothing)
     model.train()
     for ep in range(opt.epochs):
-        order = rng.permutation(len(train))
+        order = torch.as_tensor(rng.permutation(len(v)))
         tot = 0.0
         for a in range(0, len(order), opt.batch):
-            b = np.sort(order[a : a + opt.batch])
-            xb = torch.as_tensor(train.x[b].astype(np.float32))
-            mb = torch.as_tensor(_crop_masks(train.mask[b], opt.time_crop, rng))
-            loss = (lossf(model(xb, mb), y[b]) * w[b]).mean()
+            b = order[a : a + opt.batch]
+            loss = (lossf(model(vt[b]), yt[b]) * wt[b]).mean()
             optim.zero_grad()
             loss.backward()
             optim.step()
             sched.step()
             tot += float(loss.detach()) * len(b)
-        if progress is not None and (ep + 1) % 10 == 0:
-            progress(f"  epoch {ep + 1}/{opt.epochs} loss {tot / len(train):.4f}")
+        if progress is not None and (ep + 1) % 50 == 0:
+            progress(f"  epoch {ep + 1}/{opt.epochs} loss {tot / len(v):.4f}")
     model.eval()
     return model
 
 
 def _crop_masks(mask: np.ndarray, prob: float, rng: np.random.Generator) -> np.ndarray:
+    """With probability `prob` a window keeps only a random contiguous 50-100 % of its frames (as a
+    run-time window that catches part of a phrase)."""
     if prob <= 0:
         return mask
     out = mask.copy()
@@ -172,15 +179,11 @@ def _crop_masks(mask: np.ndarray, prob: float, rng: np.random.Generator) -> np.n
     return out
 
 
-def predict_logits(model: Any, s: SegmentSet, batch: int = 256) -> np.ndarray:
+def predict_logits(model: Any, v: np.ndarray) -> np.ndarray:
     import torch
 
-    out = []
     with torch.no_grad():
-        for a in range(0, len(s), batch):
-            xb = torch.as_tensor(s.x[a : a + batch].astype(np.float32))
-            out.append(model(xb, torch.as_tensor(s.mask[a : a + batch])).numpy())
-    return np.concatenate(out).astype(np.float64)
+        return model(torch.as_tensor(v)).numpy().astype(np.float64)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -243,35 +246,55 @@ def cross_validate(
     head_cfg: HeadConfig,
     opt: OptimConfig,
     progress: Callable[[str], None] | None = None,
+    primary: str = "orig",
 ) -> CvResult:
+    """`primary` is the feature variant a clip is judged on (the run-time input); the other variants
+    only add training rows."""
     t0 = time.monotonic()
-    orig = feats["orig"]
     k = int(fold.max()) + 1
+    # pool every window of every variant once; folds only select rows
+    pools = {
+        v: pool_windows(segment_set(clips, feats[v]), head_cfg, opt.crops if v == primary else 0, opt.seed)
+        for v in feats
+    }
+    orig = pools[primary]
     seg_logits: list[np.ndarray] = []
     seg_clip: list[np.ndarray] = []
     seg_y: list[np.ndarray] = []
     majority = [""] * len(clips)
     holdout = None
     for f in range(k):
-        tr = np.nonzero(fold != f)[0]
-        te = np.nonzero(fold == f)[0]
-        train = concat([segment_set(clips, feats[v], tr) for v in feats])
-        test = segment_set(clips, orig, te)
+        v, y, c = training_rows(pools, fold != f)
+        te = fold[orig.clip] == f
         if progress is not None:
-            progress(f"fold {f + 1}/{k}: {len(tr)} train clips ({len(train)} segments), {len(te)} test clips")
-        model = fit(train, head_cfg, opt, progress)
+            progress(f"fold {f + 1}/{k}: {len(v)} training rows, {int(te.sum())} test windows")
+        model = fit(v, y, sample_weights(c, y), head_cfg, opt, progress)
         if f == 0:
             holdout = model
-        seg_logits.append(predict_logits(model, test))
-        seg_clip.append(test.clip)
-        seg_y.append(test.y)
-        counts = np.bincount([IDX[clips[i].label] for i in tr], minlength=len(EMOTIONS))
-        for i in te:
+        seg_logits.append(predict_logits(model, orig.v[te]))
+        seg_clip.append(orig.clip[te])
+        seg_y.append(orig.y[te])
+        counts = np.bincount([IDX[clips[i].label] for i in np.nonzero(fold != f)[0]], minlength=len(EMOTIONS))
+        for i in np.nonzero(fold == f)[0]:
             majority[i] = EMOTIONS[int(np.argmax(counts))]
     lg, sc, sy = np.concatenate(seg_logits), np.concatenate(seg_clip), np.concatenate(seg_y)
     t = fit_temperature(lg, sy)
     cp = clip_probs(softmax(lg / t), sc, len(clips))
     return CvResult(fold, lg, sc, sy, t, cp, majority, time.monotonic() - t0, holdout_model=holdout)
+
+
+def training_rows(
+    pools: dict[str, Pooled], clip_sel: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pooled rows (all variants and crops) of the selected clips: vectors, labels, clip ids."""
+    vs, ys, cs = [], [], []
+    for p in pools.values():
+        rows = clip_sel[p.clip]
+        for arr in (p.v, *p.crops):
+            vs.append(arr[rows])
+            ys.append(p.y[rows])
+            cs.append(p.clip[rows])
+    return np.concatenate(vs), np.concatenate(ys), np.concatenate(cs)
 
 
 def probe_cv(clips: list[Clip], feats: list[ClipFeatures], fold: np.ndarray, seed: int = 0) -> np.ndarray:
