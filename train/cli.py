@@ -295,7 +295,8 @@ def run_eval(
 
     e = cfg.get("eval", {})
     samples = load_jsonl(cues) if cues else _samples(cfg, e.get("split", "test"))
-    limit = limit or e.get("limit")
+    # the config's limit sizes the synthetic split; a given cue file is evaluated whole unless --limit
+    limit = limit or (None if cues else e.get("limit"))
     if limit:
         samples = samples[: int(limit)]
     models = e.get("models") or [{"name": "base"}]
