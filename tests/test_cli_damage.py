@@ -78,6 +78,13 @@ def test_random_bytes_in_the_middle_all_windows_arrive(tmp_path: Path, home: Pat
     assert "Traceback" not in r.stderr and "AttributeError" not in r.stderr
     assert _windows(out) == list(range(9)), r.stderr  # 10 s of media, 2 s windows every 1 s
     assert "damaged" in r.stderr  # the exit summary says what was skipped
+    stats = [json.loads(ln) for ln in out.read_text().splitlines() if '"kind":"stats"' in ln]
+    assert stats, "no stats message"
+    from affectstream.streams.contract import validate
+
+    last = {k: v for k, v in stats[-1].items() if k != "kind"}
+    validate("stats", last)
+    assert last["streams"]["damaged"]["source"]["decode_errors"] > 0  # counted per stream in `stats`
 
 
 def _udp_port_in_use(port: int) -> bool:
