@@ -119,6 +119,7 @@ def build(
     profile: str = "lite",
     transcript_splits: tuple[str, ...] = ("train", "test"),
     test_per_class: int | None = None,
+    voice_head: Path | None = None,
 ) -> dict[str, Any]:
     """Analyse the selected clips; write `train.jsonl`, `test.jsonl` and `summary.json` under `out`."""
     from affectstream.engine.lite import LiteAnalyzer
@@ -148,7 +149,8 @@ def build(
     rows += select([r for r in all_rows if _split(r) == "test"], tpc)
     if limit:
         rows = rows[:limit]
-    analyzer = LiteAnalyzer(profile, transcript=False, verify=False)
+    kw: dict[str, Any] = {} if voice_head is None else {"voice_head": str(voice_head)}
+    analyzer = LiteAnalyzer(profile, transcript=False, verify=False, **kw)
     transcriber = None
     if transcript and analyzer.prof.has("whisper"):
         from affectstream.engine.models.transcript import Transcriber
@@ -232,6 +234,12 @@ def main(argv: list[str] | None = None) -> int:
         default="train,test",
         help="splits that get transcripts (Whisper costs ~1-9 s per clip on a loaded 2-core CPU)",
     )
+    ap.add_argument(
+        "--voice-head",
+        type=Path,
+        default=None,
+        help="speech-emotion head ONNX to use instead of the profile's (e.g. one that never heard the test fold)",
+    )
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--test-fold", type=int, default=0)
     ap.add_argument("--folds-csv", type=Path, default=None, help="dataset,speaker,fold assignment to use")
@@ -250,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             a.limit,
             transcript_splits=tuple(x.strip() for x in a.transcript_splits.split(",") if x.strip()),
             test_per_class=a.test_per_class,
+            voice_head=a.voice_head,
         )
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
