@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -101,6 +102,7 @@ def images() -> Iterator[None]:
         "BASE": BASE,
         "CPU_TAG": CPU_TAG,
         "MQTT_TAG": MQTT_TAG,
+        "PYTHON": sys.executable,  # its pip config tells where a local torch CPU wheel and the CA bundle are
     }
     r = subprocess.run(
         ["bash", str(ROOT / "docker" / "build_local.sh")],
