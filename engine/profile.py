@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from affectstream.engine.hashing import cached_sha256
+from affectstream.engine.manifest import MANIFEST_NAME, Component, Manifest
 from affectstream.engine.paths import profile_dir
 from affectstream.engine.runtimes.base import ModelFileError
-from affectstream.engine.manifest import MANIFEST_NAME, Component, Manifest
+
 
 def fix_command(name: str, root: Path | None = None) -> str:
     """The command that (re)builds this profile; names the folder when it is not the default one."""

@@ -24,9 +24,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from affectstream.engine.manifest import MANIFEST_NAME, Component, Manifest
 from affectstream.engine.paths import profile_dir, profiles_dir, wheels_cache
 from affectstream.engine.runtimes.base import ModelFileError
-from affectstream.engine.manifest import MANIFEST_NAME, Component, Manifest
 from affectstream.export.wheels import WheelError, WheelPin, concat_members, ensure_wheel, pins_from_dict
 
 log = logging.getLogger(__name__)
