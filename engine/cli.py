@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 
-# llama.cpp's worker threads spin by default and, on few cores, starve the fast path (decode measured
-# 0.5 tok/s spinning vs 16.9 tok/s passive here). It must be set before torch/llama load OpenMP.
+# llama.cpp's worker threads spin by default and, on few cores, starve the fast path (figures in
+# bench/RESULTS.md, reasoning LLM section). It must be set before torch/llama load OpenMP.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
@@ -24,9 +24,6 @@ from typing import Any
 
 from affectstream.engine import __version__
 from affectstream.engine.errors import UsageError
-
-# A user-facing error: printed as one line, exit code 2 (kept under this name for the subcommands).
-CliError = UsageError
 
 
 def _need(module: str, extra: str) -> Any:
@@ -85,7 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if ray is not None:
         address, args.sources = _ray_address(ray, list(args.sources))
     if not args.sources:
-        raise CliError("no SOURCE given (a file, camera:N, rtsp://..., udp://..., http(s)://..., mic)")
+        raise UsageError("no SOURCE given (a file, camera:N, rtsp://..., udp://..., http(s)://..., mic)")
     if ray is not None:
         from affectstream.engine.app import run_on_ray
 
@@ -117,7 +114,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from affectstream.streams.report.write import check_output, write_report
 
     if Path(args.results).is_dir():
-        raise CliError(f"{args.results} is a directory; give the JSONL file of a run")
+        raise UsageError(f"{args.results} is a directory; give the JSONL file of a run")
     hours = load_settings(args.config).privacy.retention_hours
     out = args.output or Path(args.results).with_suffix(".html")
     try:
@@ -125,7 +122,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         results = load_results(args.results, max_age_s=None if hours is None else hours * 3600)
         w = write_report(results, out, png=not args.no_png, retention_hours=hours, title=args.title)
     except ReportError as e:
-        raise CliError(str(e).removeprefix("report: ")) from e
+        raise UsageError(str(e).removeprefix("report: ")) from e
     for note in w.notes:
         print(f"affectstream: report: {note}", file=sys.stderr)
     if results.skipped:
@@ -204,7 +201,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     if args.models_cmd == "describe":
         if args.name != "r1-omni":
-            raise CliError("describe supports: r1-omni")
+            raise UsageError("describe supports: r1-omni")
         desc = _need("affectstream.engine.omni.describe", "omni")
         cfg = None
         if args.checkpoint is not None:
@@ -213,7 +210,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             cfg = OmniConfig.from_json(Path(args.checkpoint) / "config.json")
         print(desc.describe_text(cfg))
         return 0
-    raise CliError("usage: affectstream models prepare|list|describe")
+    raise UsageError("usage: affectstream models prepare|list|describe")
 
 
 # --------------------------------------------------------------------------- export
@@ -227,7 +224,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.stage == "voice":  # speech-emotion head: train/voice/cli.py
         return int(_need("affectstream.train.voice.cli", "train").main(args) or 0)
     if args.config is None:
-        raise CliError(f"train {args.stage} needs --config FILE")
+        raise UsageError(f"train {args.stage} needs --config FILE")
     tcli = _need("affectstream.train.cli", "train")
     return int(tcli.train_main(args.stage, args.config, args) or 0)
 
@@ -389,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except CliError as e:
+    except UsageError as e:
         print(f"affectstream: {e}", file=sys.stderr)
         return 2
     except FileNotFoundError as e:
