@@ -69,8 +69,14 @@ def main() -> int:
     ap.add_argument("--clip", type=Path, default=ROOT / "examples" / "sample.mp4")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--new-lora", type=Path, default=None)
+    ap.add_argument(
+        "--old-lora",
+        type=Path,
+        default=ROOT / "train" / "artifacts" / "lite-grpo-lora.gguf",
+        help="the legacy-layout adapter (before promotion: the shipped one; after: extract it from git)",
+    )
     a = ap.parse_args()
-    shipped = ROOT / "train" / "artifacts" / "lite-grpo-lora.gguf"
+    shipped = a.old_lora
     configs: dict[str, tuple[dict[str, str], list[str]]] = {
         "off": ({"AFFECTSTREAM_LITE__TRANSCRIPT": "false"}, ["--no-reasoning"]),
         "legacy": (
