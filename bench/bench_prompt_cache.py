@@ -20,12 +20,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from affectstream.engine.metrics import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def pct(xs: list[float], q: float) -> float:
-    return round(float(np.percentile(np.asarray(xs), q)), 1) if xs else float("nan")
+    v = percentile(xs, q)  # the one nearest-rank definition shared with stats
+    return float("nan") if v is None else round(v, 1)
 
 
 def main() -> int:

@@ -24,13 +24,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from affectstream.engine.metrics import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def pct(xs: list[float], q: float) -> float | None:
-    return round(float(np.percentile(np.asarray(xs), q)), 1) if xs else None
+    v = percentile(xs, q)  # the one nearest-rank definition shared with stats
+    return None if v is None else round(v, 1)
 
 
 def run_once(clip: Path, env_extra: dict[str, str], args: list[str]) -> tuple[list[float], list[float], int]:
