@@ -35,6 +35,7 @@ from affectstream.engine.executor.ray_backend import (
     get_or_create_pool,
     pool_options,
 )
+from affectstream.streams.contract import stats_payload
 
 log = logging.getLogger("affectstream.distributed")
 
@@ -321,25 +322,23 @@ class ClusterRun:
                 reasoning.append(await asyncio.wait_for(_ref(r.stats.remote()), 5))
             except Exception as e:
                 reasoning.append({"error": type(e).__name__})
-        return {
-            "schema": "affectstream.stats/1",
-            "stream": None,
-            "ts": round(time.time(), 3),
-            "node": self.settings.mqtt.node_id,
-            "uptime_s": round(time.monotonic() - self._started, 1),
-            "profile": self.settings.profile,
-            "streams": streams,
-            "sinks": {"MqttSink": self.node_sink.stats()} if self.node_sink is not None else {},
-            "cluster": {
-                "nodes": len(await asyncio.to_thread(self._nodes)),
-                "placement": {sid: r.node for sid, r in self.running.items()},
-                "restarts": len(self.restart_log),
-                "gaps": sum(int(r["gaps"]) for r in snap.values()),
-                "windows_lost": sum(int(r["windows_lost"]) for r in snap.values()),
-                "analyzers": pool,
-                "reasoners": reasoning,
-            },
+        cluster = {
+            "nodes": len(await asyncio.to_thread(self._nodes)),
+            "placement": {sid: r.node for sid, r in self.running.items()},
+            "restarts": len(self.restart_log),
+            "gaps": sum(int(r["gaps"]) for r in snap.values()),
+            "windows_lost": sum(int(r["windows_lost"]) for r in snap.values()),
+            "analyzers": pool,
+            "reasoners": reasoning,
         }
+        return stats_payload(
+            self.settings.mqtt.node_id,
+            streams,
+            {"MqttSink": self.node_sink.stats()} if self.node_sink is not None else {},
+            time.monotonic() - self._started,
+            profile=self.settings.profile,
+            cluster=cluster,
+        )
 
     async def _stats_loop(self) -> None:
         while True:

@@ -51,12 +51,12 @@ class ReasonerActor:
     async def _load(self) -> None:
         from affectstream.engine.llm.scheduler import build_lite_slow_path
         from affectstream.engine.paths import profile_dir
-        from affectstream.streams.sinks.mqtt import MqttSettings, MqttSink
+        from affectstream.streams.sinks.mqtt import MqttSink, MqttTarget
 
         m = self.settings.mqtt
         if self.mqtt_url is not None:
             self.sink = MqttSink(
-                MqttSettings.from_url(
+                MqttTarget.from_url(
                     self.mqtt_url,
                     node_id=m.node_id,
                     prefix=f"{m.prefix}/{m.node_id}",

@@ -136,7 +136,7 @@ class StreamActor:
         import ray
         from affectstream.engine.executor.ray_backend import RayExecutor, RayPoolOptions
         from affectstream.engine.smoother import Smoother, SmootherSettings
-        from affectstream.streams.sinks.mqtt import MqttSettings, MqttSink
+        from affectstream.streams.sinks.mqtt import MqttSink, MqttTarget
         from affectstream.streams.windower import Windower
 
         s = self.settings
@@ -165,7 +165,7 @@ class StreamActor:
         mqtt_settings = None
         if self.cfg.mqtt_url is not None:
             m = s.mqtt
-            mqtt_settings = MqttSettings.from_url(
+            mqtt_settings = MqttTarget.from_url(
                 self.cfg.mqtt_url,
                 node_id=m.node_id,
                 prefix=f"{m.prefix}/{m.node_id}",

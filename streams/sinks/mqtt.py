@@ -182,14 +182,6 @@ def _coerce(kw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def __getattr__(name: str) -> Any:
-    """Transitional: `MqttSettings` here was the sink's own settings class, now `MqttTarget` (the one
-    settings model is `engine.config.MqttSettings`). Remove once no caller imports the old name."""
-    if name == "MqttSettings":
-        return MqttTarget
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def unique_client_id(node_id: str) -> str:
     """`affectstream-<node_id>-<6 hex>`: the broker disconnects an older session when a new one uses
     the same client id, so two processes sharing a node id (e.g. the default, the host name, on two
