@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,8 @@ from typing import Any
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
+
+from browser_ns import stop_process  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -206,14 +207,7 @@ def run_dashboard(clip: Path, n: int, shot: Path, timeout_s: float) -> dict[str,
         result = asyncio.run(dashboard(url, n, token, shot, timeout_s))
     finally:
         if engine is not None:
-            engine.send_signal(signal.SIGTERM)
-            try:
-                _, err = engine.communicate(timeout=60)
-                result["engine_exit"] = engine.returncode
-            except subprocess.TimeoutExpired:
-                engine.kill()
-                _, err = engine.communicate()
-                result["engine_exit"] = "killed after 60 s"
+            result["engine_exit"], err = stop_process(engine, 60)
             result["engine_stderr"] = err[-2000:]
         with contextlib.suppress(Exception):
             mosq.cleanup()
@@ -276,13 +270,7 @@ async def callpage(notice: str, shot: Path) -> dict[str, Any]:
             finally:
                 await ctx.close()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=30)
-            out["server_exit"] = proc.returncode
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out["server_exit"] = "killed"
+        out["server_exit"], _ = stop_process(proc, 30)
     out["console"] = console
     out["ok"] = out.get("notice") == notice
     return out

@@ -18,30 +18,15 @@ from typing import Any
 
 import pytest
 from affectstream.engine.labels import EMOTIONS
+from browser_ns import ARTIFACTS, run_e2e_script
 from test_report import recording, write_jsonl
-from test_webrtc_browser import _why_not
 
 ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
 DOCS_IMG = ROOT / "docs" / "img"
 
 
 def _e2e(name: str, *args: str, timeout: float = 300) -> dict[str, Any]:
-    why = _why_not()
-    if why:
-        pytest.skip(why)
-    ARTIFACTS.mkdir(exist_ok=True)
-    out = ARTIFACTS / f"{name}.json"
-    out.unlink(missing_ok=True)
-    script = (
-        f"ip link set lo up && exec {sys.executable} tests/ops_browser_e2e.py {args[0]} "
-        f"--out {ARTIFACTS} --name {name} {' '.join(args[1:])}"
-    )
-    proc = subprocess.run(
-        ["unshare", "-n", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=timeout
-    )
-    assert out.exists(), f"no result written (rc={proc.returncode}): {proc.stderr[-3000:]}"
-    r = json.loads(out.read_text())
+    proc, r = run_e2e_script("ops_browser_e2e.py", name, args, timeout=timeout)
     shown = {k: v for k, v in r.items() if not k.startswith("metrics_")}
     assert proc.returncode == 0 and r["ok"], json.dumps(shown, indent=1)[-4000:]
     shot = ARTIFACTS / f"{name}.png"

@@ -9,52 +9,18 @@ it; here we check that a label appeared in the DOM and MQTT got the stream's win
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from affectstream.engine.labels import EMOTIONS
+from browser_ns import ARTIFACTS, run_e2e_script, why_not
 
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
-
-
-def _why_not() -> str | None:
-    if not Path("/usr/bin/chromium").exists():
-        return "Debian chromium is not installed (apt-get install chromium)"
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return "unshare/ip (util-linux, iproute2) are needed for a loopback-only namespace"
-    if shutil.which("mosquitto") is None:
-        return "mosquitto is not installed"
-    if os.geteuid() != 0:
-        return "unshare -n needs root"
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        return "playwright (Python) is not installed"
-    return None
+_why_not = why_not  # the ops-page tests import it under this name
 
 
 def _run_e2e(name: str, *extra: str) -> dict[str, Any]:
-    why = _why_not()
-    if why:
-        pytest.skip(why)
-    ARTIFACTS.mkdir(exist_ok=True)
-    out = ARTIFACTS / f"{name}.json"
-    out.unlink(missing_ok=True)
-    script = (
-        f"ip link set lo up && exec {sys.executable} tests/webrtc_browser_e2e.py "
-        f"--out {ARTIFACTS} --name {name} {' '.join(extra)}"
-    )
-    proc = subprocess.run(
-        ["unshare", "-n", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
-    assert out.exists(), f"no result written (rc={proc.returncode}): {proc.stderr[-3000:]}"
-    r = json.loads(out.read_text())
+    proc, r = run_e2e_script("webrtc_browser_e2e.py", name, extra)
     assert proc.returncode == 0 and r["ok"], json.dumps(r, indent=1)[-4000:]
     assert r["label"] in EMOTIONS
     assert r["dom_windows"] >= 3

@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 
+from browser_ns import stop_process  # noqa: E402
 from fixtures_models import test_home  # noqa: E402
 from fixtures_mqtt import Mosquitto, collecting, free_port  # noqa: E402
 from media import write_clip  # noqa: E402
@@ -169,14 +169,7 @@ def main() -> int:
         result["error"] = f"{type(e).__name__}: {e}"
     finally:
         if server is not None:
-            server.send_signal(signal.SIGTERM)
-            try:
-                _, err = server.communicate(timeout=30)
-                result["server_exit"] = server.returncode
-            except subprocess.TimeoutExpired:
-                server.kill()
-                _, err = server.communicate()
-                result["server_exit"] = "killed after 30 s"
+            result["server_exit"], err = stop_process(server, 30)
             result["server_stderr"] = err[-3000:]
         with contextlib.suppress(Exception):
             mosq.cleanup()
