@@ -17,39 +17,12 @@ import asyncio
 import copy
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
+from _broker import start_mosquitto
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_mosquitto() -> tuple[subprocess.Popen[bytes], int, Path]:
-    if shutil.which("mosquitto") is None:
-        sys.exit("mosquitto is not installed: apt-get install mosquitto")
-    port = free_port()
-    d = Path(tempfile.mkdtemp(prefix="bench-mosq-"))
-    conf = d / "m.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    os.chmod(d, 0o755)
-    os.chmod(conf, 0o644)
-    p = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return p, port, d
-        time.sleep(0.05)
-    p.kill()
-    sys.exit("mosquitto did not start")
 
 
 class MemorySource:

@@ -27,38 +27,14 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from _broker import free_port, start_mosquitto
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "sample.mp4"
 NODE = "soak"
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_mosquitto() -> tuple[subprocess.Popen[bytes], int]:
-    if shutil.which("mosquitto") is None:
-        sys.exit("mosquitto is not installed: apt-get install mosquitto")
-    port = free_port()
-    d = Path(tempfile.mkdtemp(prefix="soak-mosq-"))
-    conf = d / "m.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    os.chmod(d, 0o755)
-    os.chmod(conf, 0o644)
-    p = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return p, port
-        time.sleep(0.05)
-    p.kill()
-    sys.exit("mosquitto did not start")
 
 
 def start_sender(port: int) -> subprocess.Popen[bytes]:
@@ -127,7 +103,7 @@ async def count_windows(port: int, counts: dict[str, int], stop: asyncio.Event) 
 
 
 async def soak(args: argparse.Namespace) -> dict[str, object]:
-    broker, mport = start_mosquitto()
+    broker, mport, _ = start_mosquitto("soak-mosq-")
     ports = [free_port(socket.SOCK_DGRAM) for _ in range(args.streams)]
     log = Path(args.log)
     cmd = [
