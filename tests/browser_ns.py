@@ -23,10 +23,22 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 
+# Debian's Chromium (never a downloaded build), headless, with no traffic of its own beyond the page.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
 
 def why_not() -> str | None:
     """Why browser tests cannot run here, or None when they can."""
-    if not Path("/usr/bin/chromium").exists():
+    if not Path(CHROMIUM).exists():
         return "Debian chromium is not installed (apt-get install chromium)"
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         return "unshare/ip (util-linux, iproute2) are needed for a loopback-only namespace"

@@ -33,18 +33,9 @@ from typing import Any
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 
-from browser_ns import stop_process  # noqa: E402
+from browser_ns import CHROMIUM, CHROMIUM_FLAGS, stop_process  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+FLAGS = CHROMIUM_FLAGS
 
 
 async def _browser(p: Any) -> Any:

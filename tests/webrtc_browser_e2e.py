@@ -26,20 +26,13 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 
-from browser_ns import stop_process  # noqa: E402
+from browser_ns import CHROMIUM, CHROMIUM_FLAGS, stop_process  # noqa: E402
 from fixtures_models import test_home  # noqa: E402
 from fixtures_mqtt import Mosquitto, collecting, free_port  # noqa: E402
 from media import write_clip  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    *CHROMIUM_FLAGS,
     "--use-fake-ui-for-media-stream",
     "--use-fake-device-for-media-stream",
     "--allow-loopback-in-peer-connection",
