@@ -35,6 +35,19 @@ from affectstream.streams.sources.pyav_decode import (
 
 log = logging.getLogger("affectstream.streams.sources")
 
+# FFmpeg's UDP input reads the socket in its own thread into a ring buffer of `fifo_size` 188-byte
+# packets, which the demuxer drains. A ring's write position sweeps its whole capacity even when it holds
+# almost nothing, so every page of it becomes resident within `capacity / bitrate` seconds and stays so:
+# the capacity is what each UDP stream costs in RSS, and until it is reached RSS climbs at the stream's
+# bitrate. The earlier 100,000 packets (18.8 MB) cost 18.8 MB per stream and, on a 1 Mbit/s stream, took
+# 150 s to fill: the start-up ramp of the 4-stream soak (bench/RESULTS.md, "soak"). The decode thread
+# reads continuously (a live source never waits for the analysis; it drops frames at the feed instead), so
+# the ring only has to bridge short stalls of that thread: FFmpeg's own default, 7 x 4096 packets
+# (5.4 MB), holds ~2.7 s of a 16 Mbit/s camera and ~43 s of a 1 Mbit/s stream. A sender with a higher
+# bitrate can raise it per stream in the URL (`udp://host:port?fifo_size=N`, which FFmpeg reads over this
+# option); an overrun is not fatal (`overrun_nonfatal`), it loses packets that show up as `decode_errors`.
+UDP_FIFO_PACKETS = 7 * 4096
+
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp", "http", "https")
 
 
@@ -52,7 +65,7 @@ def default_options(url: str) -> dict[str, str]:
         opts["rtsp_transport"] = "tcp"  # no UDP port ranges to open, no reordering losses
     elif scheme == "udp":
         opts["overrun_nonfatal"] = "1"
-        opts["fifo_size"] = "100000"
+        opts["fifo_size"] = str(UDP_FIFO_PACKETS)
     return opts
 
 
