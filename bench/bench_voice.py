@@ -7,8 +7,8 @@
     affectstream eval media --labels /tmp/composites/labels.csv --per-modality \
         --voice-head voice-head/voice_emotion_fold0.onnx --out /tmp/composites/eval
 
-    # 2. cost of the voice model on the fast path: the same windows through two analyzers, voice model
-    #    off and on, interleaved window by window in one run (same load for both)
+    # 2. cost of the voice model on the fast path: the same windows through three analyzers (voice model
+    #    off; on, after the faces (default); on, beside the faces), interleaved window by window in one run
     python bench/bench_voice.py cost --labels /tmp/composites/labels.csv --limit 40
 
 Composites are synthetic pairings (a real voice and a real face that never met); figures from them
@@ -93,38 +93,51 @@ def _pct(a: list[float], q: float) -> float:
 
 
 def cost(args: argparse.Namespace) -> int:
+    """Per-window `analyze` time of the same windows through three analyzers, interleaved window by
+    window in rotating order (same load for all): voice model off, on with the voice part after the
+    faces (the default), and on with it beside the faces in a second thread (`parallel_voice`). The
+    goal compares the default "on" with "off"."""
     from affectstream.engine.lite import LiteAnalyzer
     from affectstream.train.voice.eval_media import clip_windows, read_labels
 
     items = read_labels(args.labels)[: args.limit]
     windows = [w for i, (p, _, _) in enumerate(items) for w in clip_windows(p, f"b{i}")]
-    off = LiteAnalyzer(args.profile, threads=1, voice_model=False)
-    on = LiteAnalyzer(args.profile, threads=1, voice_head=args.voice_head)
-    if on.voice_emotion is None:
-        raise SystemExit(f"voice model not loaded: {on.voice_emotion_error}")
-    lat: dict[str, list[float]] = {"off": [], "on": []}
+    analyzers = {
+        "off": LiteAnalyzer(args.profile, threads=1, voice_model=False),
+        "on": LiteAnalyzer(args.profile, threads=1, voice_head=args.voice_head),
+        "on_parallel": LiteAnalyzer(args.profile, threads=1, voice_head=args.voice_head, parallel_voice=True),
+    }
+    for name in ("on", "on_parallel"):
+        if analyzers[name].voice_emotion is None:
+            raise SystemExit(f"voice model not loaded: {analyzers[name].voice_emotion_error}")
+    names = list(analyzers)
+    lat: dict[str, list[float]] = {n: [] for n in names}
     voice_ms: list[float] = []
     speech = 0
+    load0 = os.getloadavg()
     for k, w in enumerate(windows):
-        order = (("off", off), ("on", on)) if k % 2 == 0 else (("on", on), ("off", off))
-        for name, an in order:
+        for name in names[k % 3 :] + names[: k % 3]:
             w.closed_at = time.monotonic()
-            r = an.analyze(w)
+            r = analyzers[name].analyze(w)
             lat[name].append(r.latency_ms["analyze"])
             if name == "on" and "voice_emotion" in r.latency_ms:
                 voice_ms.append(r.latency_ms["voice_emotion"])
                 speech += int(r.voice is not None and r.voice.scores is not None)
-    res = {
+    res: dict[str, object] = {
         "windows": len(windows),
         "windows_with_speech": speech,
-        "off_ms": {"p50": round(_pct(lat["off"], 50), 1), "p95": round(_pct(lat["off"], 95), 1)},
-        "on_ms": {"p50": round(_pct(lat["on"], 50), 1), "p95": round(_pct(lat["on"], 95), 1)},
+        **{f"{n}_ms": {"p50": round(_pct(lat[n], 50), 1), "p95": round(_pct(lat[n], 95), 1)} for n in names},
         "voice_emotion_ms": {"p50": round(_pct(voice_ms, 50), 1), "p95": round(_pct(voice_ms, 95), 1)},
-        "load": os.getloadavg(),
+        "chunk_s": analyzers["on"].voice_emotion.info.chunk_s,
+        "seconds_encoded_per_window": round(
+            analyzers["on"].voice_emotion.encoder.samples_encoded / 16_000 / max(1, speech), 2
+        ),
+        "load": [load0, os.getloadavg()],
         "cpus": os.cpu_count(),
     }
-    res["delta_p95_ms"] = round(res["on_ms"]["p95"] - res["off_ms"]["p95"], 1)
-    res["ratio_p95"] = round(res["on_ms"]["p95"] / res["off_ms"]["p95"], 2)
+    for n in ("on", "on_parallel"):
+        res[f"{n}_delta_p95_ms"] = round(_pct(lat[n], 95) - _pct(lat["off"], 95), 1)
+        res[f"{n}_ratio_p95"] = round(_pct(lat[n], 95) / _pct(lat["off"], 95), 2)
     print(json.dumps(res, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")

@@ -233,6 +233,12 @@ class LiteSettings(Section):
         None,
         description="A retrained voice head (.onnx from `affectstream train voice`) instead of the profile's.",
     )
+    parallel_voice: bool = Field(
+        False,
+        description="Run a batch's voice part (VAD, prosody, speech-emotion model) in a second thread while "
+        "its faces are analysed. Off by default: on a 2-core machine it measured no faster than one "
+        "thread after the other (bench/RESULTS.md, voice); try it on machines with spare cores.",
+    )
     transcript: bool | None = Field(
         None,
         description="Whisper-base transcript (off the fast path, rate-limited); default (None): on whenever "

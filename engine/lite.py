@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,7 @@ class LiteAnalyzer(AnalyzerBase):
         face_detector: Any = None,
         voice_model: bool = True,
         voice_head: str | Path | None = None,
+        parallel_voice: bool = False,
     ) -> None:
         from affectstream.engine.profile import Profile
         from affectstream.engine.runtimes.select import load_runtime
@@ -221,7 +223,12 @@ class LiteAnalyzer(AnalyzerBase):
         if voice_model:
             self.voice_emotion, self.voice_emotion_error = self._build_voice_emotion(voice_head)
         self.voice_windows = 0
-        self._voice_audio: dict[str, Any] = {}
+        self._voice_ctx: dict[str, Any] = {}
+        # optionally the voice part of a batch beside its face part (both spend their time in ONNX
+        # Runtime and CTranslate2, which release the GIL); measured no gain on 2 cores, so off by default
+        self._voice_pool = (
+            ThreadPoolExecutor(1, thread_name_prefix="affectstream-voice") if parallel_voice else None
+        )
         self.frames_bad = 0
         self.frames_processed = 0
         self.faces_classified = 0
@@ -278,6 +285,7 @@ class LiteAnalyzer(AnalyzerBase):
                 "actions",
                 "voice_model",
                 "voice_head",
+                "parallel_voice",
             ):
                 if hasattr(settings, k):
                     opts[k] = getattr(settings, k)
@@ -511,32 +519,27 @@ class LiteAnalyzer(AnalyzerBase):
         lat["vad"] = (t1 - t0) * 1000
         lat["prosody"] = (t2 - t1) * 1000
         if self.voice_emotion is not None:
-            ctx = [self._voice_context(windows[i], a) for i, a in zip(idx, clean, strict=True)]
-            speech = [(i, c) for i, c, v in zip(idx, ctx, vads, strict=True) if v.speech]
-            if speech:
-                probs = self.voice_emotion.predict([a for _, a in speech])
-                for (i, _), p in zip(speech, probs, strict=True):
+            items = [
+                (self._voice_stream(windows[i].stream_id), windows[i].start, a, v.speech)
+                for i, a, v in zip(idx, clean, vads, strict=True)
+            ]
+            probs = self.voice_emotion.predict_windows(items)
+            for i, p in zip(idx, probs, strict=True):
+                if p is not None:
                     out[i].scores = {k: float(x) for k, x in zip(EMOTIONS, p, strict=True)}  # type: ignore[union-attr]
-                self.voice_windows += len(speech)
+                    self.voice_windows += 1
             lat["voice_emotion"] = (time.perf_counter() - t2) * 1000
         return out
 
-    def _voice_context(self, w: Window, audio: np.ndarray) -> np.ndarray:
-        """The audio the voice head hears for this window: the last `context_s` seconds of the stream up
-        to the window's end (the head was trained on that much context; a window alone is often 2 s).
-        Kept per stream without the windows' overlaps; a gap or a restarted clock starts it over."""
-        from affectstream.engine.models.transcript import SpeechBuffer
-
-        need = self.voice_emotion.context_samples  # type: ignore[union-attr]
-        if need <= len(audio):
-            return audio[-need:]
-        buf = self._voice_audio.get(w.stream_id)
-        if buf is None:
-            buf = self._voice_audio[w.stream_id] = SpeechBuffer(need / 16_000)
-            while len(self._voice_audio) > 256:
-                self._voice_audio.pop(next(iter(self._voice_audio)))
-        buf.add(w.start, audio)
-        return buf.audio()
+    def _voice_stream(self, stream_id: str) -> Any:
+        """The stream's voice context (`StreamContext`: its recent speech as encoder states, so each
+        window encodes only the audio it adds); at most 256 streams are remembered."""
+        ctx = self._voice_ctx.get(stream_id)
+        if ctx is None:
+            ctx = self._voice_ctx[stream_id] = self.voice_emotion.stream_context()  # type: ignore[union-attr]
+            while len(self._voice_ctx) > 256:
+                self._voice_ctx.pop(next(iter(self._voice_ctx)))
+        return ctx
 
     def _transcript(self, w: Window, audio: np.ndarray, speech: bool) -> str | None:
         """Feed the stream's speech buffer, queue it (rate-limited) when there is speech, and return the
@@ -570,8 +573,18 @@ class LiteAnalyzer(AnalyzerBase):
             lat: dict[str, float] = {}
             items = [(frame_key(w.stream_id, f), f) for w in windows for f in w.frames]
             mesh_keys = self._mesh_keys(windows)
-            feats = self._frame_features(items, lat, mesh_keys)
-            voices = self._voice(windows, lat)
+            has_audio = any(w.audio is not None and np.asarray(w.audio).size > 0 for w in windows)
+            if self._voice_pool is not None and has_audio and items:
+                vlat: dict[str, float] = {}
+                pending = self._voice_pool.submit(self._voice, windows, vlat)
+                try:
+                    feats = self._frame_features(items, lat, mesh_keys)
+                finally:
+                    voices = pending.result()  # the voice part's errors surface here, as before
+                lat.update(vlat)
+            else:
+                feats = self._frame_features(items, lat, mesh_keys)
+                voices = self._voice(windows, lat)
             results = []
             t_f = time.perf_counter()
             for w, voice in zip(windows, voices, strict=True):
@@ -677,6 +690,8 @@ class LiteAnalyzer(AnalyzerBase):
             info["voice_emotion"] = {
                 **self.voice_emotion.runtime.describe().to_dict(),
                 "windows": self.voice_windows,
+                "seconds_encoded": round(self.voice_emotion.encoder.samples_encoded / 16_000, 1),
+                "chunk_s": self.voice_emotion.info.chunk_s,
             }
         else:
             info["voice_emotion"] = {"off": self.voice_emotion_error or "disabled"}
@@ -686,6 +701,9 @@ class LiteAnalyzer(AnalyzerBase):
         if self.transcriber is not None:
             self.transcriber.close()
             self.transcriber = None
+        if self._voice_pool is not None:
+            self._voice_pool.shutdown(wait=True)
+            self._voice_pool = None
 
 
 def _mean_actions(rows: list[dict[str, float]]) -> dict[str, float] | None:

@@ -109,8 +109,9 @@ def test_bad_frames_and_bad_audio_never_crash(lite_analyzer):
     r = lite_analyzer.analyze(window("bad", 0, bad_frames, audio=audio))
     check_payload(r)
     assert lite_analyzer.frames_bad >= before + 2  # the empty and the 2-channel frame were rejected
-    # the grayscale and BGRA astronaut frames still count: a face, and it is happy
-    assert len(r.faces) >= 1 and r.label == "happy"
+    # the grayscale and BGRA astronaut frames still count: a face, and it is happy (the fused label also
+    # weighs the voice, which on this damaged audio may disagree)
+    assert len(r.faces) >= 1 and r.faces[0].label == "happy"
     for odd_audio in (
         (beckett_audio()[: 2 * SR] * 32767).astype(np.int16),  # integer PCM by mistake
         np.stack([beckett_audio()[: 2 * SR]] * 2, axis=1),  # stereo (N, 2)

@@ -128,3 +128,81 @@ def test_face_and_speech_window_fuses_both(lite_analyzer):
     assert p["voice"]["scores"] is not None and p["faces"]
     assert set(p["modalities"]) == {"face", "voice"} and abs(sum(p["modalities"].values()) - 1) < 1e-2
     assert p["modalities"]["face"] > 0 and p["modalities"]["voice"] > 0
+
+
+def test_stream_windows_encode_only_their_newest_piece(lite_prof):
+    """A stream's overlapping windows (2 s every 1 s) encode only their newest `chunk_s` piece and reuse
+    the states of earlier pieces, and score the same as encoding the window's last `context_s` cut the
+    way the head was trained (pieces back from the end, each alone)."""
+    from affectstream.engine.models.voice_emotion import VoiceEmotionModel
+
+    m = VoiceEmotionModel.from_profile(lite_prof)
+    chunk = m.info.chunk_s
+    assert 0 < chunk <= 2 and m.info.context_s == 4  # the shipped head: 4 s of context in pieces
+    speech = beckett_audio()[: 9 * SR]
+    ctx = m.stream_context()
+    before = m.encoder.samples_encoded
+    streamed = []
+    for k in range(8):  # windows [k, k+2) s
+        streamed.append(m.predict_windows([(ctx, float(k), speech[k * SR : (k + 2) * SR], True)])[0])
+    # one piece per window (the window's last `chunk` s), not the whole 4 s context again
+    encoded = m.encoder.samples_encoded - before
+    assert encoded == round((8 * chunk + max(0.0, 2 - chunk)) * SR)
+    ends = [(k + 2) * SR for k in range(8)]
+    whole = [m.predict([speech[max(0, e - m.context_samples) : e]])[0] for e in ends]
+    # streamed == the training-time cut of the stream's last 4 s, from the first window on
+    assert np.allclose(np.array(streamed), np.array(whole), atol=2e-3)
+    # a window without speech is consumed unencoded and scores nothing
+    before = m.encoder.samples_encoded
+    assert m.predict_windows([(ctx, 8.0, np.zeros(2 * SR, np.float32), False)]) == [None]
+    assert m.encoder.samples_encoded == before
+    # a clock that goes back (a restarted source) starts the context over
+    p = m.predict_windows([(ctx, 0.0, speech[: 2 * SR], True)])[0]
+    assert p is not None and np.allclose(p, whole[0], atol=2e-3) and len(ctx.pieces) == 1
+
+
+def test_voice_part_beside_the_faces_gives_the_same_result(lite_prof, lite_analyzer):
+    """`parallel_voice` (the voice part of a batch in a second thread while its faces are analysed)
+    changes when the work runs, not what comes out."""
+    from affectstream.engine.lite import LiteAnalyzer
+
+    assert lite_analyzer._voice_pool is None  # one thread after the other by default
+    par = LiteAnalyzer(lite_prof, threads=1, parallel_voice=True)
+    try:
+        assert par._voice_pool is not None
+        frames = [VideoFrame(k / 4, f, k) for k, f in enumerate(moving_frames(astronaut_bgr(), 8))]
+        speech = beckett_audio()
+        for k in range(3):
+            w = Window("ve-par", k, float(k), k + 2.0, frames, speech[k * SR : (k + 2) * SR])
+            a, b = payload(par.analyze(w)), payload(lite_analyzer.analyze(w))
+            assert a["voice"]["scores"] is not None and a["faces"]
+            assert a["label"] == b["label"] and a["modalities"] == b["modalities"]
+            assert np.allclose(
+                [a["scores"][e] for e in EMOTIONS], [b["scores"][e] for e in EMOTIONS], atol=1e-5
+            )
+            assert {"vad", "voice_emotion", "analyze"} <= set(a["latency_ms"])
+    finally:
+        par.close()
+
+
+def test_short_last_window_and_batched_windows_encode_whole_pieces(lite_prof):
+    """A file's last window is shorter than a piece: it encodes a whole piece ending at its end (the
+    stream's kept audio before it), as training cut them. Windows of one stream analysed in one batch
+    score exactly as one by one (the batch plans each window after the one before)."""
+    from affectstream.engine.models.voice_emotion import VoiceEmotionModel
+
+    m = VoiceEmotionModel.from_profile(lite_prof)
+    chunk = round(m.info.chunk_s * SR)
+    speech = beckett_audio()[: int(3.6 * SR)]
+    wins = [(0.0, speech[: 2 * SR]), (1.0, speech[SR : 3 * SR]), (2.0, speech[2 * SR :])]  # last: 1.6 s
+    one, ctx = [], m.stream_context()
+    for s, a in wins:
+        before = m.encoder.samples_encoded
+        one.append(m.predict_windows([(ctx, s, a, True)])[0])
+        assert m.encoder.samples_encoded - before == chunk  # a whole piece, also for the short window
+    assert [len(p.states) for p in ctx.pieces] == [len(ctx.pieces[0].states)] * 3
+    batch_ctx = m.stream_context()
+    before = m.encoder.samples_encoded
+    batched = m.predict_windows([(batch_ctx, s, a, True) for s, a in wins])
+    assert m.encoder.samples_encoded - before == 3 * chunk
+    assert np.allclose(np.array(batched), np.array(one), atol=1e-5)

@@ -68,7 +68,9 @@ def test_train_voice_end_to_end(tmp_path, lite_profile):
 
     info = read_head_info(out / "voice_emotion.onnx")
     assert info.labels == EMOTIONS and info.temperature == pytest.approx(cv["temperature"], rel=1e-3)
-    assert info.context_s == 4.0 and info.cv_uar == cv["uar"]  # the default config: first 4 s
+    assert info.context_s == 4.0 and info.cv_uar == cv["uar"]  # the default config: first 4 s ...
+    assert (info.chunk_s, info.stride_s) == (2.0, 1.0)  # ... in 2 s pieces 1 s apart, as streams encode
+    assert "2 s pieces" in rep["protocol"]["input"]
     rt = OrtRuntime(out / "voice_emotion.onnx")
     x = np.random.default_rng(1).normal(0, 1, (3, 60, 512)).astype(np.float32)
     mask = np.ones((3, 60), np.float32)

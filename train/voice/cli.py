@@ -93,12 +93,19 @@ def run(
     variants = tuple(dict.fromkeys([primary, *fcfg.get("variants", [])]))
     context_s = float(primary[5:]) if primary.startswith("first") else SEG_S
     compute_type = str(fcfg.get("compute_type", "int8"))
+    chunk_s = float(fcfg.get("chunk_s", 0.0))
+    stride_s = float(fcfg.get("stride_s", 0.0))
     _log(f"{len(clips)} clips, {len({c.group for c in clips})} speaker groups, variants {list(variants)}")
 
     prof = Profile.load(profile)
     encoder = WhisperEncoder(prof.path("whisper"), threads=opt.threads, compute_type=compute_type)
     store = FeatureStore(
-        encoder, cache, context_s=float(fcfg.get("context_s", 0.0)), encoder_id=f"whisper-base-{compute_type}"
+        encoder,
+        cache,
+        context_s=float(fcfg.get("context_s", 0.0)),
+        encoder_id=f"whisper-base-{compute_type}",
+        chunk_s=chunk_s,
+        stride_s=stride_s,
     )
     feats = store.extract_all(clips, variants, progress=_log)
     _log(f"features ready ({store.hits} cached, {store.misses} extracted)")
@@ -129,7 +136,11 @@ def run(
                 if primary.startswith("first")
                 else "the 2 s window with the most speech energy"
             )
-            + ", encoded alone (as at run time)",
+            + (
+                f", encoded in {chunk_s:g} s pieces ({stride_s or chunk_s:g} s apart), each alone (as at run time)"
+                if chunk_s > 0
+                else ", encoded alone (as at run time)"
+            ),
             "extra_training_variants": [v for v in variants if v != primary],
             "split": "speaker-disjoint (dataset+speaker), StratifiedGroupKFold"
             if all(c.speaker for c in clips)
@@ -174,6 +185,8 @@ def run(
             temperature=temperature,
             context_s=context_s,
             compute_type=compute_type,
+            chunk_s=chunk_s,
+            stride_s=stride_s,
             cv_uar=cv_uar,
             extra={"holdout_fold": 0},
         )
@@ -205,6 +218,8 @@ def run(
         temperature=temperature,
         context_s=context_s,
         compute_type=compute_type,
+        chunk_s=chunk_s,
+        stride_s=stride_s,
         cv_uar=cv_uar,
         extra={"trained_on": sorted(set(ds)), "clips": len(clips)},
     )

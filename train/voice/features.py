@@ -3,6 +3,8 @@
 Per clip the cache holds the encoder states of one 2 s window (the default window length), the one
 with the most speech energy, encoded on its own exactly as the runtime encodes a window, and the
 first `context_s` seconds as one piece when `context_s` > 0 (off by default: it costs as much again, and the head never sees it).
+With `chunk_s` > 0 each cut is encoded in pieces of that length (ends `stride_s` apart), each alone,
+as a stream encodes its windows (`engine/models/voice_emotion.py`, `encode_chunked`).
 Augmented copies (speed, noise, gain) are cached under their own variant name. The key is
 the clip's path, size and mtime plus the variant and the encoder, so edited audio is re-extracted.
 """
@@ -89,18 +91,25 @@ class FeatureStore:
         *,
         context_s: float = 0.0,
         encoder_id: str = "whisper-base-int8",
+        chunk_s: float = 0.0,
+        stride_s: float = 0.0,
     ) -> None:
         self.encoder = encoder
         self.dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.context_s = float(context_s)
         self.encoder_id = encoder_id
+        self.stride_s = float(stride_s)
+        self.chunk_s = float(chunk_s)  # > 0: each cut encoded in pieces of this length (see HeadInfo.chunk_s)
         self.hits = 0
         self.misses = 0
 
     def _key(self, clip: Clip, variant: str) -> Path:
         st = clip.path.stat()
-        raw = f"{clip.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{variant}|{self.context_s}|{self.encoder_id}|v2"
+        raw = (
+            f"{clip.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{variant}|{self.context_s}|{self.encoder_id}|v2"
+            + (f"|chunk{self.chunk_s:g}s{self.stride_s:g}w" if self.chunk_s > 0 else "")
+        )
         h = hashlib.sha1(raw.encode()).hexdigest()
         return self.dir / h[:2] / f"{h}.npz"
 
@@ -123,7 +132,13 @@ class FeatureStore:
             a, b = speech_span(x)
             cuts = [x[a:b]]
         extra = [x[: int(self.context_s * SAMPLE_RATE)]] if self.context_s > 0 else []
-        states = self.encoder.encode([*cuts, *extra])  # type: ignore[attr-defined]
+        if self.chunk_s > 0:
+            from affectstream.engine.models.voice_emotion import encode_chunked
+
+            states = encode_chunked(self.encoder, cuts, self.chunk_s, self.stride_s)  # type: ignore[arg-type]
+            states += self.encoder.encode(extra) if extra else []  # type: ignore[attr-defined]
+        else:
+            states = self.encoder.encode([*cuts, *extra])  # type: ignore[attr-defined]
         ctx = states[len(cuts)] if extra else np.zeros((0, states[0].shape[1]), np.float32)
         feats = ClipFeatures(
             [s.astype(np.float16) for s in states[: len(cuts)]], ctx.astype(np.float16), len(x) / SAMPLE_RATE
