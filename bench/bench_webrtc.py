@@ -170,8 +170,11 @@ async def main_async(args: argparse.Namespace) -> None:
     s = load_settings(None, {})
     analyzer, executor = None, None
     if args.backend == "process":  # warm worker processes, each with its own ONNX sessions
+        from affectstream.engine.app import serve_executor_settings
         from affectstream.engine.executor.base import AnalyzerFactory, make_executor
 
+        # as `affectstream serve` runs it: one worker fewer than the cores unless executor.workers is set
+        s = serve_executor_settings(s)
         s = s.model_copy(update={"executor": s.executor.model_copy(update={"backend": "process"})})
         executor = make_executor(s, AnalyzerFactory.from_settings(s, profile_dir=str(prof), threads=1))
         await executor.start()
@@ -182,6 +185,7 @@ async def main_async(args: argparse.Namespace) -> None:
     print(
         f"# {args.seconds:g} s per run, callers send 640x480 VP8 @ {args.fps} fps + Opus speech; "
         f"analysis: {args.backend} backend"
+        + (f", {executor.n_workers} worker(s)" if executor is not None else "")
     )
     rows = []
     for n in [int(x) for x in args.callers.split(",")]:

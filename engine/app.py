@@ -512,6 +512,17 @@ def _check_serve_options(opts: ServeOptions) -> None:
             raise UsageError(f"TLS file not found: {f}")
 
 
+def serve_executor_settings(settings: Settings) -> Settings:
+    """`serve`'s executor defaults: unless `executor.workers` is set, one worker process fewer than the
+    cores, so the call decoding in this process keeps a core (see `default_workers`)."""
+    from affectstream.engine.executor.base import default_workers
+
+    if settings.executor.workers is not None:
+        return settings
+    ex = settings.executor.model_copy(update={"workers": default_workers(reserve=1)})
+    return settings.model_copy(update={"executor": ex})
+
+
 async def serve(settings: Settings, opts: ServeOptions) -> int:
     """`affectstream serve`: the same app as `run`, with a WebRTC server adding each caller as a stream,
     until SIGINT/SIGTERM."""
@@ -529,7 +540,9 @@ async def serve(settings: Settings, opts: ServeOptions) -> int:
     _check_serve_options(opts)
     token, generated = resolve_token(opts.host, opts.token)
     channels = DataChannelSink()
-    # every caller is a live stream; several are expected, so "auto" runs the fast path in worker processes
+    # every caller is a live stream; several are expected, so "auto" runs the fast path in worker processes,
+    # by default one fewer than the cores: this process decodes every caller's video
+    settings = serve_executor_settings(settings)
     hub = LiveHub()  # the live dashboard and /metrics, on the same port as the call page
     app = await build_app(settings, extra_sinks=[channels, hub], live_streams=max(2, opts.max_peers))
     config = ServerConfig(

@@ -288,7 +288,10 @@ class ExecutorSettings(Section):
         "thread: one analyzer in this process; process: a pool of warm worker processes; ray: a cluster.",
     )
     workers: int | None = Field(
-        None, ge=1, description="Worker processes (process backend); default: the machine's core count."
+        None,
+        ge=1,
+        description="Worker processes (process backend); default: the machine's core count (`serve`: one "
+        "fewer, at least one, because the engine process decodes the callers' video).",
     )
     capacity: int = Field(
         16, ge=1, description="Windows handed to the executor at once; more wait in their stream's queue."

@@ -150,3 +150,17 @@ async def test_process_results_equal_thread_results_on_the_sample(lite_profile: 
         if a.voice is not None:
             assert b.voice.speech_ratio == pytest.approx(a.voice.speech_ratio, abs=1e-6)
     assert faces > 0  # the sample has a real face: the comparison is not over empty results
+
+
+def test_serve_leaves_a_core_to_the_call_decoding():
+    """`serve` decodes every caller's video in the engine process, so its default pool is one worker
+    fewer than the cores (at least one); a set `executor.workers` is kept as given."""
+    from affectstream.engine.app import serve_executor_settings
+    from affectstream.engine.executor.base import default_workers
+
+    cores = default_workers()
+    s = serve_executor_settings(load_settings(None, {}))
+    assert s.executor.workers == max(1, cores - 1) == default_workers(reserve=1)
+    assert default_workers(reserve=cores + 3) == 1
+    pinned = load_settings(None, {"executor.workers": 3})
+    assert serve_executor_settings(pinned).executor.workers == 3

@@ -157,14 +157,19 @@ def set_analyze_ms(results: list[WindowResult], seconds: float) -> None:
         r.latency_ms["analyze"] = per
 
 
-def default_workers() -> int:
-    """One worker process per core: each runs one intra-op thread, so N workers fill N cores."""
+def default_workers(reserve: int = 0) -> int:
+    """One worker process per core: each runs one intra-op thread, so N workers fill N cores.
+
+    `reserve` cores are left to the engine process when it has heavy work of its own: `serve` decodes
+    every caller's VP8 video there, and on 2 cores two workers starved that decoding (6 callers: p95
+    1.7-2.0 s, not real time) where one worker held them (p95 0.3 s; bench/RESULTS.md, capacity)."""
     import os
 
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    return max(1, cores - max(0, reserve))
 
 
 def resolve_backend(settings: Settings, live_streams: int = 1) -> str:
