@@ -6,10 +6,10 @@ labelled emotional speech (`affectstream train voice`) gives 7-class probabiliti
 weights from outside.
 
 Why pieces: the head hears the last 4 s of a stream's speech, but a stream's windows overlap (2 s
-every 1 s), and encoding 4 s at every window cost ~60 ms per window (bench/RESULTS.md, voice). The
+every 1 s), and encoding 4 s at every window added 30-60 ms per window (bench/RESULTS.md, voice). The
 shipped head is trained on its 4 s context cut into 2 s pieces whose ends are 1 s apart, each encoded
 on its own (`HeadInfo.chunk_s`/`stride_s`): exactly the pieces a stream's windows are, so each window
-encodes only its own 2 s (~27 ms on one core) and reuses the states its predecessors encoded
+encodes only its own 2 s (12-16 ms on one core) and reuses the states its predecessors encoded
 (`StreamContext`). 1 s and 1.5 s pieces were cheaper but lost 3-10 points of UAR (the README's "How
 accurate is it"). A head with `chunk_s` = 0 encodes its whole context in one pass at every window.
 
@@ -208,8 +208,8 @@ class StreamContext:
     """One stream's recent speech for the voice head: encoder states of pieces (chunked heads) or audio.
 
     Why: consecutive windows overlap (2 s windows every 1 s by default) and the head hears the last
-    `context_s` (4 s) of speech, so encoding that context at every window costs ~55 ms of one core per
-    window on a quiet 2-core machine. A head trained on a context cut into `chunk_s` pieces encoded
+    `context_s` (4 s) of speech, so encoding that context at every window costs twice the encoder time
+    of encoding the window alone (bench/RESULTS.md, voice). A head trained on a context cut into `chunk_s` pieces encoded
     alone (`HeadInfo.chunk_s`, cut back from the end) lets each window encode only its newest piece
     (the last `chunk_s` of the window) and reuse the states of the pieces before it, encoded by earlier
     windows. A window shorter than a piece (a file's last window, or windows set shorter than
