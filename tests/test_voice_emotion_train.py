@@ -132,3 +132,22 @@ def test_too_few_speakers_for_the_folds(tmp_path, capsys):
     make_corpus(tmp_path, speakers=2)
     with pytest.raises(DataError, match="speaker groups"):
         speaker_folds(load_clips(tmp_path), k=5)
+
+
+def test_stream_cuts_are_what_the_windows_hear():
+    """`streamN` training rows: the last N s up to each 2 s / 1 s-hop window's end, the last window
+    ending at the clip's end; a clip shorter than a window is one cut."""
+    from affectstream.train.voice.features import stream_cuts
+
+    x = np.arange(int(5.5 * SR), dtype=np.float32)
+    cuts = stream_cuts(x, 4.0)
+    assert [(int(c[0]), len(c)) for c in cuts] == [
+        (0, 2 * SR),
+        (0, 3 * SR),
+        (0, 4 * SR),
+        (1 * SR, 4 * SR),
+        (int(1.5 * SR), 4 * SR),
+    ]
+    assert all(c[-1] == e - 1 for c, e in zip(cuts, [2 * SR, 3 * SR, 4 * SR, 5 * SR, len(x)], strict=True))
+    short = np.ones(SR, np.float32)
+    assert [len(c) for c in stream_cuts(short, 4.0)] == [SR]
