@@ -10,7 +10,7 @@ every 1 s), and encoding 4 s at every window added 30-60 ms per window (bench/RE
 shipped head is trained on its 4 s context cut into 2 s pieces whose ends are 1 s apart, each encoded
 on its own (`HeadInfo.chunk_s`/`stride_s`): exactly the pieces a stream's windows are, so each window
 encodes only its own 2 s (12-16 ms on one core) and reuses the states its predecessors encoded
-(`StreamContext`). 1 s and 1.5 s pieces were cheaper but lost 3-10 points of UAR (the README's "How
+(`StreamContext`). 1 s and 1.5 s pieces were cheaper but lost 3-11 points of UAR (the README's "How
 accurate is it"). A head with `chunk_s` = 0 encodes its whole context in one pass at every window.
 
 The head is one ONNX file: input `frames` (batch, time, 512) float32 encoder states plus `mask`
@@ -174,7 +174,8 @@ def encode_chunked(
     encoder: WhisperEncoder, audios: list[np.ndarray], chunk_s: float, stride_s: float = 0.0
 ) -> list[np.ndarray]:
     """Encoder states of each clip encoded in `chunk_s` pieces (ends `stride_s` apart), each on its
-    own, concatenated in time (all pieces of all clips in one batched call): what a streaming head sees."""
+    own, concatenated in time (all pieces of all clips in one batched call): what a streaming head sees.
+    `chunk_s` = 0 encodes each clip in one pass."""
     pieces = [split_chunks(a, round(chunk_s * SAMPLE_RATE), round(stride_s * SAMPLE_RATE)) for a in audios]
     flat = encoder.encode([p for ps in pieces for p in ps])
     out, k = [], 0
@@ -273,9 +274,9 @@ class StreamContext:
         return start, audio
 
     def add(self, pieces: list[tuple[int, np.ndarray]], states: list[np.ndarray]) -> None:
+        """Keep the states of the pieces `plan` returned (it has already moved `done` past them)."""
         for (s, a), st in zip(pieces, states, strict=True):
             self.pieces.append(_Piece(s, s + len(a), st))
-            self.done = s + len(a) if self.done is None else max(self.done, s + len(a))
 
     def skip(self, start_s: float, audio: np.ndarray) -> None:
         """A window without speech: consumed, not encoded (its audio may still begin a later piece)."""
@@ -340,9 +341,7 @@ class VoiceEmotionModel:
 
     def encode(self, clips: list[np.ndarray]) -> list[np.ndarray]:
         """Encoder states of whole clips, cut the way the head was trained (`HeadInfo.chunk_s`)."""
-        if self.info.chunk_s > 0:
-            return encode_chunked(self.encoder, clips, self.info.chunk_s, self.info.stride_s)
-        return self.encoder.encode(clips)
+        return encode_chunked(self.encoder, clips, self.info.chunk_s, self.info.stride_s)
 
     def predict(self, audios: list[np.ndarray]) -> np.ndarray:
         """(n, 7) probabilities for independent clips (their last `context_s`); clips shorter than

@@ -150,13 +150,10 @@ class FeatureStore:
             a, b = speech_span(x)
             cuts = [x[a:b]]
         extra = [x[: int(self.context_s * SAMPLE_RATE)]] if self.context_s > 0 else []
-        if self.chunk_s > 0:
-            from affectstream.engine.models.voice_emotion import encode_chunked
+        from affectstream.engine.models.voice_emotion import encode_chunked
 
-            states = encode_chunked(self.encoder, cuts, self.chunk_s, self.stride_s)  # type: ignore[arg-type]
-            states += self.encoder.encode(extra) if extra else []  # type: ignore[attr-defined]
-        else:
-            states = self.encoder.encode([*cuts, *extra])  # type: ignore[attr-defined]
+        states = encode_chunked(self.encoder, cuts, self.chunk_s, self.stride_s)  # type: ignore[arg-type]
+        states += self.encoder.encode(extra) if extra else []  # type: ignore[attr-defined]
         ctx = states[len(cuts)] if extra else np.zeros((0, states[0].shape[1]), np.float32)
         feats = ClipFeatures(
             [s.astype(np.float16) for s in states[: len(cuts)]], ctx.astype(np.float16), len(x) / SAMPLE_RATE
