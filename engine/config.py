@@ -306,6 +306,11 @@ class ExecutorSettings(Section):
         True,
         description="Offset each new live stream's window grid so streams' windows do not close together.",
     )
+    early_frames: bool = Field(
+        True,
+        description="Live streams, process backend: analyse each sampled frame (faces, expressions) as "
+        "soon as it is chosen, in idle worker time, so a window's close leaves only its audio to do.",
+    )
     start_method: Literal["spawn", "forkserver"] = Field(
         "spawn",
         description="How worker processes start (never fork: ONNX Runtime and threads do not survive it).",

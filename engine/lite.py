@@ -43,6 +43,7 @@ log = logging.getLogger("affectstream.lite")
 FrameKey = tuple[str, int, float, int]
 TRANSCRIPT_MAX_AGE = 10  # windows: an older transcript is not attached
 CLOCK_RESTART_S = 5.0  # an unseen frame this far behind a stream's newest one means its clock restarted
+EARLY_MESH_EVERY_S = 1.0  # early frames: one face mesh per stream per this much stream time (≤ hop)
 
 
 @dataclass(slots=True)
@@ -54,6 +55,7 @@ class FrameFeatures:
     probs: np.ndarray  # (k, 7)
     error: str | None = None  # why the frame was skipped (bad input), if it was
     actions: list[dict[str, float] | None] = field(default_factory=list)  # face-mesh cues per face
+    dets: list[Any] = field(default_factory=list)  # the detections (box + keypoints), for a later mesh
 
 
 def frame_key(stream_id: str, frame: VideoFrame) -> FrameKey:
@@ -231,6 +233,8 @@ class LiteAnalyzer(AnalyzerBase):
         )
         self.frames_bad = 0
         self.frames_processed = 0
+        self.frames_early = 0  # analysed by prefetch(), before their window closed
+        self._early_mesh_ts: dict[str, float] = {}
         self.faces_classified = 0
         self.windows = 0
         if warmup:
@@ -367,12 +371,15 @@ class LiteAnalyzer(AnalyzerBase):
     ) -> dict[FrameKey, FrameFeatures]:
         out: dict[FrameKey, FrameFeatures] = {}
         todo: list[tuple[FrameKey, np.ndarray]] = []
+        remesh: list[tuple[FrameFeatures, Any]] = []  # cached (early) frames that now need the mesh
         for key, fr in items:
             if key in out:
                 continue
             hit = self.cache.get(key)
             if hit is not None:
                 out[key] = hit
+                if mesh_keys and key in mesh_keys and hit.dets and all(a is None for a in hit.actions):
+                    remesh.append((hit, fr.image))
                 continue
             try:
                 todo.append((key, normalize_frame(fr.image)))
@@ -385,6 +392,14 @@ class LiteAnalyzer(AnalyzerBase):
                     error=str(e),
                 )
             # not cached: a bad frame is cheap to reject again
+        if remesh and self.mesh is not None:
+            t0 = time.perf_counter()
+            imgs = [normalize_frame(img) for _, img in remesh]
+            for (ff, _), acts in zip(
+                remesh, self._mesh_actions(imgs, [ff.dets for ff, _ in remesh]), strict=True
+            ):
+                ff.actions = acts
+            lat["mesh"] = lat.get("mesh", 0.0) + (time.perf_counter() - t0) * 1000
         if not todo:
             lat["detect"] = lat.get("detect", 0.0)
             lat["expression"] = lat.get("expression", 0.0)
@@ -424,6 +439,7 @@ class LiteAnalyzer(AnalyzerBase):
                 scores,
                 probs[owners_a == j] if len(owners_a) else np.zeros((0, 7), np.float32),
                 actions=acts[j],
+                dets=list(dets[j]) if self.mesh is not None else [],
             )
             out[key] = ff
             self.cache.put(key, ff)
@@ -559,6 +575,40 @@ class LiteAnalyzer(AnalyzerBase):
             return None
         return tr.text
 
+    # ---- early frames (live streams, before their window closes) -------------------------------------
+
+    def prefetch(self, stream_id: str, frames: list[VideoFrame]) -> int:
+        """Analyse frames that coming windows of `stream_id` will hold, before those windows close.
+
+        Why: when many live streams close their windows at once, each window's face work (detection,
+        expression, mesh) would otherwise be done in that burst. Done here, in idle time as frames are
+        chosen, the window finds them in the frame cache and only its audio is left. Results are exactly
+        the ones the window would compute (same cache, same models); track ids are still assigned when
+        the window is analysed, in frame order. The face mesh runs on about one early frame per
+        `EARLY_MESH_EVERY_S` of the stream, so every window already holds facial actions; a window that
+        does not gets its newest frame meshed at close, as before. Returns how many frames were new.
+        """
+        if not frames:
+            return 0
+        with self._lock:
+            items = [(frame_key(stream_id, f), f) for f in frames]
+            mesh: set[FrameKey] = set()
+            if self.mesh is not None:
+                last = self._early_mesh_ts.get(stream_id, -np.inf)
+                for key, f in items:
+                    ts = float(f.ts)
+                    if ts - last >= EARLY_MESH_EVERY_S or ts < last - CLOCK_RESTART_S:
+                        mesh.add(key)
+                        last = ts
+                self._early_mesh_ts[stream_id] = last
+                while len(self._early_mesh_ts) > 256:
+                    self._early_mesh_ts.pop(next(iter(self._early_mesh_ts)))
+            before = self.frames_processed
+            self._frame_features(items, {}, mesh)
+            new = self.frames_processed - before
+            self.frames_early += new
+            return new
+
     # ---- the Analyzer protocol ----------------------------------------------------------------------
 
     def analyze(self, window: Window) -> WindowResult:
@@ -682,7 +732,11 @@ class LiteAnalyzer(AnalyzerBase):
         if self.stream_vad is not None:
             info["vad_stream"] = self.stream_vad.stats()
 
-        info["frames"] = {"processed": self.frames_processed, "bad": self.frames_bad}
+        info["frames"] = {
+            "processed": self.frames_processed,
+            "bad": self.frames_bad,
+            "early": self.frames_early,
+        }
         info["faces_classified"] = self.faces_classified
         if self.transcriber is not None:
             info["transcript"] = self.transcriber.stats()

@@ -228,6 +228,21 @@ class Pipeline:
             n_frames=w.frames,
             max_skew=1.0 if st.live else 10.0,
             origin=origin,
+            track_settled=self._early_frames(st),
+        )
+
+    def _early_frames(self, st: StreamState) -> bool:
+        """Whether this stream's chosen frames go to the executor before their windows close.
+
+        Live streams only: a file's windows follow its frames at once, so analysing frames early would
+        only add a copy. And only where the executor offers it (the process backend: the frames' results
+        wait in the worker that will analyse the stream's windows)."""
+        ex = getattr(self.settings, "executor", None)
+        return bool(
+            st.live
+            and ex is not None
+            and getattr(ex, "early_frames", False)
+            and callable(getattr(self.executor, "prefetch", None))
         )
 
     def _stagger(self, st: StreamState) -> bool:
@@ -282,6 +297,10 @@ class Pipeline:
                     st.last_ts = max(st.last_ts, item.end)
                 for win in st.windower.push(item):
                     await self._enqueue(st, win)
+                if isinstance(item, VideoFrame) and st.windower.tracks_settled:
+                    early = st.windower.take_settled()
+                    if early:
+                        self._prefetch(st, early)
             for win in st.windower.flush() if st.windower is not None else ():
                 await self._enqueue(st, win)
             if st.status == "running":
@@ -297,6 +316,14 @@ class Pipeline:
         finally:
             with contextlib.suppress(Exception):
                 await src.close()
+
+    def _prefetch(self, st: StreamState, frames: list[VideoFrame]) -> None:
+        """Hand frames chosen for coming windows to the executor early (best effort: it may drop them
+        when busy, and the window then analyses them itself; a failure here never touches the stream)."""
+        try:
+            self.executor.prefetch(st.source.stream_id, frames)  # type: ignore[attr-defined]
+        except Exception as e:
+            log.debug("early frames of %s not taken: %s", st.source.stream_id, e)
 
     async def _finish_stream(self, st: StreamState) -> None:
         """Close the stream's open event (`end`) once its last window has been published."""

@@ -71,10 +71,11 @@ class _Slots:
     improve midpoints already settled, and is compared against those.
     """
 
-    __slots__ = ("best", "dist", "j", "last", "targets")
+    __slots__ = ("best", "dist", "j", "last", "settled", "targets")
 
-    def __init__(self, targets: list[float]) -> None:
+    def __init__(self, targets: list[float], settled: list[VideoFrame] | None = None) -> None:
         self.targets = targets
+        self.settled = settled  # where settled choices are reported (early analysis), if anywhere
         self.best: list[VideoFrame | None] = [None] * len(targets)
         self.dist = [math.inf] * len(targets)
         self.j = 0  # midpoints [0, j) are settled
@@ -99,6 +100,8 @@ class _Slots:
                 self.best[j], self.dist[j] = last, t - last.ts
             else:
                 self.best[j], self.dist[j] = frame, ts - t
+            if self.settled is not None:
+                self.settled.append(self.best[j])  # type: ignore[arg-type]
             j += 1
         self.j = j
         self.last = frame
@@ -143,6 +146,7 @@ class Windower:
         max_skew: float = 1.0,
         origin: float = 0.0,
         sample_rate: int = SAMPLE_RATE,
+        track_settled: bool = False,
     ) -> None:
         if not (length > 0 and math.isfinite(length)):
             raise ValueError(f"window length must be > 0 s, got {length}")
@@ -171,6 +175,8 @@ class Windower:
         self._a_end: int | None = None  # end sample of the latest audio
         self._last_end: float | None = None  # end of the last emitted window
         self._flushed = False
+        self._settled: list[VideoFrame] | None = [] if track_settled else None
+        self._settled_ts = -math.inf  # newest settled frame already handed out by take_settled()
 
     # ---- grid -------------------------------------------------------------------------------
     def _start(self, k: int) -> float:
@@ -206,6 +212,31 @@ class Windower:
     def pending(self) -> int:
         """Windows holding candidate frames (bounded by (length + max_skew) / hop + 1)."""
         return len(self._slots)
+
+    @property
+    def tracks_settled(self) -> bool:
+        """Whether settled frames are recorded for `take_settled` (made with `track_settled=True`)."""
+        return self._settled is not None
+
+    def take_settled(self) -> list[VideoFrame]:
+        """Frames chosen for good since the last call (with `track_settled=True`), oldest first.
+
+        A midpoint is settled once a later frame passed it, so these frames will be in the coming
+        windows as they are: a live engine can analyse them before those windows close (early
+        analysis), leaving only the audio and the last frame for the moment of close. Each frame is
+        handed out once, although overlapping windows choose it for the same midpoint; a frame that
+        arrives out of order and replaces an earlier choice is not handed out (the window's own
+        analysis covers it).
+        """
+        if not self._settled:
+            return []
+        out = []
+        for f in self._settled:
+            if f.ts > self._settled_ts:
+                out.append(f)
+                self._settled_ts = f.ts
+        self._settled.clear()
+        return out
 
     # ---- input ------------------------------------------------------------------------------
     def push(self, item: MediaItem) -> list[Window]:
@@ -244,8 +275,10 @@ class Windower:
         for k in ks:
             slots = self._slots.get(k)
             if slots is None:
-                slots = self._slots[k] = _Slots(self._targets(self._start(k), self._end(k)))
+                slots = self._slots[k] = _Slots(self._targets(self._start(k), self._end(k)), self._settled)
             slots.offer(frame)
+        if self._settled is not None and len(self._settled) > 4 * self.n_frames:
+            del self._settled[: -self.n_frames]  # nobody is taking them: stay bounded
         if self._v_wm is None or ts > self._v_wm:
             self._v_wm = ts
 

@@ -39,6 +39,10 @@ MAX_STREAMS = 4096  # remembered stream → worker assignments (bounded)
 _env_lock = threading.Lock()
 
 
+EARLY_QUEUE = 8  # early-frame messages waiting per worker; older ones are dropped (the window redoes them)
+EARLY_BATCH = 1  # early-frame messages sent in one go (a window arriving meanwhile waits for them)
+
+
 class WorkerFailed(RuntimeError):
     """The worker running a window died (twice) or could not be started."""
 
@@ -50,6 +54,15 @@ class _Job:
     segment: Segment
     desc: dict[str, Any]
     tries: int = 0
+
+
+@dataclass(slots=True)
+class _Early:
+    """Frames of one stream to analyse before their windows close (best effort, never retried)."""
+
+    segment: Segment
+    desc: dict[str, Any]
+    frames: int
 
 
 @dataclass
@@ -64,6 +77,8 @@ class _Slot:
     broken: str | None = None  # why the slot could not be restarted
     queue: deque[_Job] = field(default_factory=deque)
     busy: list[_Job] | None = None
+    early: deque[_Early] = field(default_factory=deque)  # waits behind every window of the slot
+    busy_early: list[_Early] | None = None
     batch_id: int = 0
     reader_fd: int | None = None
     sent_at: float = 0.0
@@ -106,6 +121,8 @@ class ProcessExecutor:
         self.completed = 0
         self.failed = 0
         self.retried = 0
+        self.early_frames = 0  # frames analysed before their window closed
+        self.early_dropped = 0  # early frames not analysed in time (their windows did the work)
 
     # ------------------------------------------------------------------ interface
     @property
@@ -146,6 +163,36 @@ class ProcessExecutor:
         self._kick(slot)
         return fut
 
+    def prefetch(self, stream_id: str, frames: list[Any]) -> bool:
+        """Send frames that coming windows of `stream_id` will hold to its worker, to analyse when it
+        has nothing else to do (`LiteAnalyzer.prefetch`: faces and expressions land in the worker's
+        frame cache, so the windows' close finds them done).
+
+        Best effort by design: windows always go first; at most `EARLY_QUEUE` messages wait per worker
+        and older ones are dropped (counted: the window then analyses those frames itself). Returns
+        whether the frames were queued."""
+        if not self._started or self._closing or not frames:
+            return False
+        slot = self._slot_for(stream_id)
+        if slot.broken is not None or not slot.ready:
+            return False
+        import numpy as np
+
+        carrier = Window(stream_id, -1, frames[0].ts, frames[-1].ts, list(frames), np.zeros(0, np.float32))
+        seg = self._pool.acquire(window_nbytes(carrier))
+        try:
+            desc = encode(carrier, seg)
+        except Exception:
+            self._pool.release(seg)
+            raise
+        slot.early.append(_Early(seg, desc, len(frames)))
+        while len(slot.early) > EARLY_QUEUE:
+            old = slot.early.popleft()
+            self._pool.release(old.segment)
+            self.early_dropped += old.frames
+        self._kick(slot)
+        return True
+
     def stats(self) -> dict[str, Any]:
         now = time.monotonic()
         per = []
@@ -177,6 +224,8 @@ class ProcessExecutor:
             "completed": self.completed,
             "failed": self.failed,
             "retried": self.retried,
+            "early_frames": self.early_frames,
+            "early_dropped": self.early_dropped,
             "restarts": sum(s.restarts for s in self._slots),
             "shm_segments": len(self._pool),
             "shm_mb": round(self._pool.bytes / 2**20, 1),
@@ -193,6 +242,7 @@ class ProcessExecutor:
                     job.future.cancel()
             s.queue.clear()
             s.busy = None
+            self._drop_early(s)
             self._stop_reader(s)
         await asyncio.gather(*(asyncio.to_thread(self._stop, s) for s in self._slots), return_exceptions=True)
         self._pool.close()
@@ -306,11 +356,20 @@ class ProcessExecutor:
         return best
 
     def _kick(self, slot: _Slot) -> None:
-        """Send the slot's next batch if it is idle."""
-        if slot.busy is not None or not slot.ready or not slot.queue or self._closing:
+        """Send the slot's next batch if it is idle: windows first, early frames only when none wait."""
+        idle = slot.busy is None and slot.busy_early is None and slot.ready and not self._closing
+        if idle and not slot.queue and slot.early:
+            early = [slot.early.popleft() for _ in range(min(EARLY_BATCH, len(slot.early)))]
+            slot.batch_id += 1
+            slot.busy_early = early
+            with contextlib.suppress(OSError, ValueError):
+                slot.requests.send(("early", slot.batch_id, [e.desc for e in early]))
+            return
+        if not idle or not slot.queue:
             if slot.broken is not None:
                 self._fail(list(slot.queue), WorkerFailed(f"worker {slot.index} unavailable: {slot.broken}"))
                 slot.queue.clear()
+                self._drop_early(slot)
             return
         batch = slot.planner.take(slot.queue, lambda j: j.window.closed_at)
         slot.batch_id += 1
@@ -320,8 +379,27 @@ class ProcessExecutor:
         with contextlib.suppress(OSError, ValueError):
             slot.requests.send(("batch", slot.batch_id, [j.desc for j in batch]))
 
+    def _drop_early(self, slot: _Slot) -> None:
+        """Release every early-frame segment of the slot (queued or in the worker's hands)."""
+        for e in list(slot.early) + list(slot.busy_early or ()):
+            self._pool.release(e.segment)
+        slot.early.clear()
+        slot.busy_early = None
+
     def _on_reply(self, slot: _Slot, gen: int, msg: tuple[Any, ...]) -> None:
-        if gen != slot.generation or slot.busy is None or msg[1] != slot.batch_id:
+        if gen != slot.generation or msg[1] != slot.batch_id:
+            return
+        if slot.busy_early is not None:
+            early, slot.busy_early = slot.busy_early, None
+            for e in early:
+                self._pool.release(e.segment)
+            if msg[0] == "early":
+                self.early_frames += int(msg[2])
+            else:
+                log.warning("early frames failed in worker %d: %s", slot.index, msg[2])
+            self._kick(slot)
+            return
+        if slot.busy is None:
             return
         batch, slot.busy = slot.busy, None
         if msg[0] == "result":
@@ -362,6 +440,7 @@ class ProcessExecutor:
         slot.ready = False
         slot.restarts += 1
         batch, slot.busy = slot.busy or [], None
+        self._drop_early(slot)
         retry = [j for j in batch if j.tries < 1]
         self._fail(
             [j for j in batch if j.tries >= 1], WorkerFailed(f"worker {slot.index} died twice on this window")

@@ -28,6 +28,22 @@ def pin_threads(n: int) -> None:
         pass
 
 
+def _early(analyzer: Any, shm: Any, batch_id: int, descs: list[Any]) -> tuple[Any, ...]:
+    """Analyse early frames (frames of coming windows) into the analyzer's frame cache; reply how many
+    were new. An analyzer without `prefetch` just acknowledges them."""
+    prefetch = getattr(analyzer, "prefetch", None)
+    n = 0
+    try:
+        for d in descs:
+            carrier = shm.decode(d)
+            if prefetch is not None:
+                n += int(prefetch(carrier.stream_id, carrier.frames))
+            del carrier  # no views into shared memory past this call
+    except Exception as e:
+        return ("early-error", batch_id, f"{type(e).__name__}: {e}")
+    return ("early", batch_id, n)
+
+
 def main(requests: Any, replies: Any, factory: Any, threads: int) -> None:
     """Worker loop. `requests`/`replies` are one-way `multiprocessing` connections."""
     pin_threads(threads)
@@ -48,6 +64,9 @@ def main(requests: Any, replies: Any, factory: Any, threads: int) -> None:
                 return
             if msg[0] == "stop":
                 return
+            if msg[0] == "early":
+                replies.send(_early(analyzer, shm, msg[1], msg[2]))
+                continue
             _, batch_id, descs = msg
             windows = [shm.decode(d) for d in descs]
             t0 = time.perf_counter()
