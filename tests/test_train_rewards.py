@@ -85,13 +85,18 @@ def test_total_and_group() -> None:
 def _audio_only():
     from affectstream.engine.llm.prompt import Evidence
 
-    return Evidence(speech=True, speech_ratio=0.8, arousal=0.8, voice_scores=[("angry", 0.61), ("happy", 0.2)])
+    return Evidence(
+        speech=True, speech_ratio=0.8, arousal=0.8, voice_scores=[("angry", 0.61), ("happy", 0.2)]
+    )
 
 
 @pytest.mark.parametrize(
     ("completion", "expected"),
     [
-        ("<think>The voice sounds angry 0.61, loud and tense; no face in view.</think><answer>angry</answer>", 1.0),
+        (
+            "<think>The voice sounds angry 0.61, loud and tense; no face in view.</think><answer>angry</answer>",
+            1.0,
+        ),
         ("<think>Overall angry.</think><answer>angry</answer>", 0.5),  # claims nothing absent, names nothing
         ("<think>Face shows neutral.</think><answer>neutral</answer>", 0.0),  # a face that was never there
         ("<think>Voice loud; the words say angry.</think><answer>angry</answer>", 0.0),  # no transcript
@@ -107,7 +112,10 @@ def test_grounding_reward(completion: str, expected: float) -> None:
 
 
 def test_score_group_passes_evidence_to_context_rewards() -> None:
-    comps = ["<think>The voice sounds angry.</think><answer>angry</answer>", "<think>Face calm.</think><answer>sad</answer>"]
+    comps = [
+        "<think>The voice sounds angry.</think><answer>angry</answer>",
+        "<think>Face calm.</think><answer>sad</answer>",
+    ]
     out = score_group(comps, "angry", ("accuracy", "format", "grounding"), {"evidence": _audio_only()})
     assert out["grounding"] == [1.0, 0.0]
     assert out["reward"] == [3.0, 1.0]
@@ -129,3 +137,27 @@ def test_sft_targets_are_grounded_and_short() -> None:
         assert grounding_reward(t, s.evidence) == 1.0, t
         assert format_reward(t) == 1.0 and accuracy_reward(t, s.label) == 1.0
         assert len(t.split("</think>")[0].split()) <= 40  # short: decode time is latency
+
+
+def test_short_targets_are_one_grounded_sentence() -> None:
+    """`think = "short"` targets: still full grounding reward (strongest named, nothing absent claimed),
+    one sentence before "So LABEL.", and shorter than the full style (decode time is latency)."""
+    from affectstream.train.cues import consistent, generate, target_completion, target_think
+    from affectstream.train.rewards import grounding_reward
+
+    samples = [s for s in generate(200, seed=78) if consistent(s)]
+    assert len(samples) > 60
+    full = short = 0
+    for s in samples:
+        t = target_completion(s, "short")
+        assert grounding_reward(t, s.evidence) == 1.0, t
+        assert format_reward(t) == 1.0 and accuracy_reward(t, s.label) == 1.0
+        think = target_think(s, "short")
+        assert think.endswith(f". So {s.label}.") and think.count(". ") == 1, think
+        if not s.evidence.faces:
+            assert "no face in view" in think
+        short += len(think.split())
+        full += len(target_think(s).split())
+    assert short < 0.8 * full
+    with pytest.raises(ValueError, match="think style"):
+        target_think(samples[0], "long")

@@ -65,6 +65,8 @@ def test_train_voice_end_to_end(tmp_path, lite_profile):
     assert saved["head"]["sha256"] == rep["head"]["sha256"]
     assert (out / "confusion.png").stat().st_size > 1000
     assert (out / "config.toml").is_file() and (out / "fold0_test.csv").is_file()
+    for f in range(2):  # every fold's head, each marked with the fold it never heard
+        assert read_head_info(out / f"voice_emotion_fold{f}.onnx").extra == {"holdout_fold": f}
 
     info = read_head_info(out / "voice_emotion.onnx")
     assert info.labels == EMOTIONS and info.temperature == pytest.approx(cv["temperature"], rel=1e-3)
@@ -151,3 +153,73 @@ def test_stream_cuts_are_what_the_windows_hear():
     assert all(c[-1] == e - 1 for c, e in zip(cuts, [2 * SR, 3 * SR, 4 * SR, 5 * SR, len(x)], strict=True))
     short = np.ones(SR, np.float32)
     assert [len(c) for c in stream_cuts(short, 4.0)] == [SR]
+
+
+def test_cross_fitted_cues_score_each_speaker_with_its_own_folds_head(tmp_path, lite_profile):
+    """`real_cues --voice-heads`: every clip's voice scores come from the head that never heard its
+    speaker (checked against that head run directly), and a missing fold head is one clear error."""
+    from affectstream.engine.lite import LiteAnalyzer
+    from affectstream.engine.types import Window
+    from affectstream.train import real_cues
+    from affectstream.train.cues import load_jsonl
+    from affectstream.train.voice.cli import run
+
+    data = make_corpus(tmp_path / "data")
+    heads = tmp_path / "heads"
+    run(data, out=heads, cache=tmp_path / "cache", profile=lite_profile, folds=2, epochs=2)
+    out = tmp_path / "cues"
+    real_cues.build(
+        data,
+        out,
+        per_class=1,
+        transcript=False,
+        folds=2,
+        test_fold=0,
+        profile=str(lite_profile),
+        voice_heads=heads,
+    )
+    samples = load_jsonl(out / "train.jsonl") + load_jsonl(out / "test.jsonl")
+    assert {s.meta["fold"] for s in samples} == {0, 1}
+    assert "cross-fitted" in json.loads((out / "summary.json").read_text())["voice_scores"]
+    direct = {
+        f: LiteAnalyzer(
+            str(lite_profile),
+            transcript=False,
+            verify=False,
+            voice_head=str(heads / f"voice_emotion_fold{f}.onnx"),
+        )
+        for f in (0, 1)
+    }
+    rows = {r["file"]: r for r in real_cues.read_labels(data)}
+    checked = 0
+    for s in samples:
+        if not s.evidence.voice_scores:
+            continue
+        r = next(
+            r
+            for r in rows.values()
+            if f"{r['dataset']}/{Path(r['file']).stem}" == s.id and r["speaker"] == s.meta["speaker"]
+        )
+        seg, start = real_cues.middle(real_cues.load_audio(data / r["file"]), 2.0)
+        own = direct[s.meta["fold"]].analyze(
+            Window(f"x{r['file']}", 0, start, start + len(seg) / 16000, [], seg)
+        )
+        other = direct[1 - s.meta["fold"]].analyze(
+            Window(f"y{r['file']}", 0, start, start + len(seg) / 16000, [], seg)
+        )
+        got = dict(s.evidence.voice_scores)
+        top = max(got, key=got.get)
+        assert got[top] == pytest.approx(own.voice.scores[top], abs=6e-5)  # stored to 4 places
+        checked += abs(own.voice.scores[top] - other.voice.scores[top]) > 0.01
+    assert checked > 0  # where the two heads differ, the check above tells them apart
+    (heads / "voice_emotion_fold1.onnx").unlink()
+    with pytest.raises(FileNotFoundError, match="voice_emotion_fold1"):
+        real_cues.build(
+            data,
+            tmp_path / "c2",
+            per_class=1,
+            transcript=False,
+            folds=2,
+            profile=str(lite_profile),
+            voice_heads=heads,
+        )

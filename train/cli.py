@@ -47,8 +47,11 @@ def _expand(v: Any) -> Any:
     if isinstance(v, str) and "$" in v:
         env = {**os.environ}
         env.setdefault("AFFECTSTREAM_RUN", DEFAULT_RUN)
-        return os.path.expandvars(v.replace("$AFFECTSTREAM_RUN", env["AFFECTSTREAM_RUN"]).replace(
-            "${AFFECTSTREAM_RUN}", env["AFFECTSTREAM_RUN"]))
+        return os.path.expandvars(
+            v.replace("$AFFECTSTREAM_RUN", env["AFFECTSTREAM_RUN"]).replace(
+                "${AFFECTSTREAM_RUN}", env["AFFECTSTREAM_RUN"]
+            )
+        )
     return v
 
 
@@ -183,8 +186,12 @@ def run_sft(cfg: dict[str, Any], resume: bool = False) -> Path:
     _log(f"SFT samples: {len(samples)} ({sum(s.kind == 'real' for s in samples)} real)")
     eos = tok.convert_tokens_to_ids("<|im_end|>")
     layout = _layout(cfg)
+    style = str(d.get("think", "full"))  # "short": one-sentence thinks (cues.target_think)
     examples = [
-        SFTExample(encode(tok, prompt_text(tok, s.evidence, layout=layout)), [*encode(tok, target_completion(s)), eos])
+        SFTExample(
+            encode(tok, prompt_text(tok, s.evidence, layout=layout)),
+            [*encode(tok, target_completion(s, style)), eos],
+        )
         for s in samples
     ]
     tr = SFTTrainer(model, examples, tok.pad_token_id, sc)

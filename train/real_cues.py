@@ -120,8 +120,14 @@ def build(
     transcript_splits: tuple[str, ...] = ("train", "test"),
     test_per_class: int | None = None,
     voice_head: Path | None = None,
+    voice_heads: Path | None = None,
 ) -> dict[str, Any]:
-    """Analyse the selected clips; write `train.jsonl`, `test.jsonl` and `summary.json` under `out`."""
+    """Analyse the selected clips; write `train.jsonl`, `test.jsonl` and `summary.json` under `out`.
+
+    `voice_heads`: a folder of per-fold heads (`voice_emotion_fold{f}.onnx`, from `affectstream train
+    voice`); each clip is then scored by the head of its own speaker's fold — a head that never heard
+    that speaker (cross-fitting). Without it, train-fold clips are scored by a head that heard their
+    speakers, and the reasoner learns to copy near-perfect voice scores it will never see live."""
     from affectstream.engine.lite import LiteAnalyzer
     from affectstream.engine.llm.prompt import Evidence
     from affectstream.engine.types import Window
@@ -150,7 +156,23 @@ def build(
     if limit:
         rows = rows[:limit]
     kw: dict[str, Any] = {} if voice_head is None else {"voice_head": str(voice_head)}
+    if voice_heads is not None:
+        missing = [f for f in range(folds) if not (voice_heads / f"voice_emotion_fold{f}.onnx").is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{voice_heads}: no voice_emotion_fold{missing[0]}.onnx (run: affectstream train voice)"
+            )
     analyzer = LiteAnalyzer(profile, transcript=False, verify=False, **kw)
+    per_fold: dict[int, Any] = {}
+
+    def analyzer_for(fold: int) -> Any:
+        if voice_heads is None:
+            return analyzer
+        if fold not in per_fold:
+            head = voice_heads / f"voice_emotion_fold{fold}.onnx"
+            per_fold[fold] = LiteAnalyzer(profile, transcript=False, verify=False, voice_head=str(head))
+        return per_fold[fold]
+
     transcriber = None
     if transcript and analyzer.prof.has("whisper"):
         from affectstream.engine.models.transcript import Transcriber
@@ -168,9 +190,9 @@ def build(
         audio = load_audio(data / r["file"])
         seg, start = middle(audio, window)
         w = Window(f"real{i}", 0, start, start + len(seg) / SAMPLE_RATE, [], seg)
-        payload = analyzer.analyze(w).to_payload()
         key = (r["dataset"], r["speaker"])
         fold = assign.get(key, speaker_fold(*key, folds=folds))
+        payload = analyzer_for(fold).analyze(w).to_payload()
         split = "test" if fold == test_fold else "train"
         if transcript and payload.get("voice") and split in transcript_splits:
             if r["file"] not in tcache and transcriber is not None:
@@ -211,6 +233,11 @@ def build(
             "with_transcript": sum(bool(s.evidence.transcript) for s in samples),
         }
     summary["folds"] = {"k": folds, "test_fold": test_fold, "assignment": how}
+    summary["voice_scores"] = (
+        "cross-fitted: each clip scored by the head of its own fold (never heard its speaker)"
+        if voice_heads is not None
+        else f"one head for every clip: {voice_head or 'the profile head'}"
+    )
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     return summary
 
@@ -226,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, required=True, help="output folder (train.jsonl, test.jsonl, summary.json)"
     )
     ap.add_argument("--per-class", type=int, default=3, help="clips per speaker and label (0: all)")
-    ap.add_argument("--test-per-class", type=int, default=None, help="the same for the test split (default: --per-class)")
+    ap.add_argument(
+        "--test-per-class", type=int, default=None, help="the same for the test split (default: --per-class)"
+    )
     ap.add_argument("--window", type=float, default=2.0, help="window length in seconds (middle of the clip)")
     ap.add_argument("--no-transcript", action="store_true", help="skip the Whisper transcript")
     ap.add_argument(
@@ -239,6 +268,13 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=None,
         help="speech-emotion head ONNX to use instead of the profile's (e.g. one that never heard the test fold)",
+    )
+    ap.add_argument(
+        "--voice-heads",
+        type=Path,
+        default=None,
+        help="folder of per-fold heads voice_emotion_fold{f}.onnx: score each clip with the head that never "
+        "heard its speaker (cross-fitting; recommended for training cues)",
     )
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--test-fold", type=int, default=0)
@@ -259,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             transcript_splits=tuple(x.strip() for x in a.transcript_splits.split(",") if x.strip()),
             test_per_class=a.test_per_class,
             voice_head=a.voice_head,
+            voice_heads=a.voice_heads,
         )
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -11,6 +11,7 @@ Bad input (missing files, unknown labels, too few speakers) is one line on stder
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -190,9 +191,12 @@ def run(
             cv_uar=cv_uar,
             extra={"holdout_fold": 0},
         )
-        export_onnx(
-            res.holdout_model, head_cfg, out / "voice_emotion_fold0.onnx", temperature, hold.to_metadata()
-        )
+        # every fold's head (fold f never heard fold f's speakers): cross-fitted cues for the reasoner
+        # (`train.real_cues --voice-heads OUT`), so its training windows carry the voice head's real
+        # out-of-speaker errors instead of the near-perfect scores of a head that heard them
+        for f, model in enumerate(res.fold_models):
+            info = dataclasses.replace(hold, extra={"holdout_fold": f})
+            export_onnx(model, head_cfg, out / f"voice_emotion_fold{f}.onnx", temperature, info.to_metadata())
         with (out / "fold0_test.csv").open("w", encoding="utf-8") as fh:
             fh.write("path,label,dataset,speaker\n")
             for i in np.nonzero(fold == 0)[0]:

@@ -236,6 +236,7 @@ class CvResult:
     majority: list[str]  # per clip: the most frequent class of its training folds
     seconds: float
     holdout_model: Any = None  # the fold-0 model: never saw fold 0's speakers (for end-to-end checks)
+    fold_models: list[Any] = field(default_factory=list)  # model f never saw fold f's speakers
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -263,6 +264,7 @@ def cross_validate(
     seg_y: list[np.ndarray] = []
     majority = [""] * len(clips)
     holdout = None
+    models: list[Any] = []
     for f in range(k):
         v, y, c = training_rows(pools, fold != f)
         te = fold[orig.clip] == f
@@ -271,6 +273,7 @@ def cross_validate(
         model = fit(v, y, sample_weights(c, y), head_cfg, opt, progress)
         if f == 0:
             holdout = model
+        models.append(model)
         seg_logits.append(predict_logits(model, orig.v[te]))
         seg_clip.append(orig.clip[te])
         seg_y.append(orig.y[te])
@@ -280,7 +283,9 @@ def cross_validate(
     lg, sc, sy = np.concatenate(seg_logits), np.concatenate(seg_clip), np.concatenate(seg_y)
     t = fit_temperature(lg, sy)
     cp = clip_probs(softmax(lg / t), sc, len(clips))
-    return CvResult(fold, lg, sc, sy, t, cp, majority, time.monotonic() - t0, holdout_model=holdout)
+    return CvResult(
+        fold, lg, sc, sy, t, cp, majority, time.monotonic() - t0, holdout_model=holdout, fold_models=models
+    )
 
 
 def training_rows(
