@@ -113,3 +113,18 @@ class CaptureSink(Sink):
 
     async def publish_stats(self, payload: dict[str, Any]) -> None:
         self.stats_payloads.append(payload)
+
+
+def assert_same_windows(ref: dict[Any, WindowResult], got: dict[Any, WindowResult], tol: float = 1e-5) -> int:
+    """Two runs gave the same window results (labels, scores within `tol`, face boxes); returns how many
+    faces were compared, so a caller can insist the comparison was not over empty results."""
+    assert got.keys() == ref.keys() and len(ref) >= 10
+    faces = 0
+    for k, a in ref.items():
+        b = got[k]
+        assert b.label == a.label, k
+        for e, v in a.scores.items():
+            assert abs(b.scores[e] - v) <= tol, (k, e, b.scores[e], v)
+        assert [f.box for f in b.faces] == [f.box for f in a.faces], k
+        faces += len(a.faces)
+    return faces

@@ -20,7 +20,7 @@ from affectstream.engine.executor.base import AnalyzerFactory, make_executor
 from affectstream.engine.executor.process import ProcessExecutor, WorkerFailed
 from affectstream.engine.pipeline import Pipeline
 from affectstream.engine.types import VideoFrame, Window
-from pipeline_helpers import CaptureSink, SlowFactory
+from pipeline_helpers import CaptureSink, SlowFactory, assert_same_windows
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample.mp4"
 pytestmark = pytest.mark.timeout(300)
@@ -136,20 +136,13 @@ async def test_process_results_equal_thread_results_on_the_sample(lite_profile: 
     finally:
         await ex.close()
     assert len(pids) == 2 and os.getpid() not in pids
-    assert got.keys() == ref.keys() and len(ref) >= 10
-    faces = 0
+    assert assert_same_windows(ref, got) > 0  # the sample has a real face: not over empty results
     for k, a in ref.items():
         b = got[k]
-        assert b.label == a.label, k
-        for e, v in a.scores.items():
-            assert b.scores[e] == pytest.approx(v, abs=1e-5), (k, e)
-        assert [f.box for f in b.faces] == [f.box for f in a.faces]
         assert [f.track for f in b.faces] == [f.track for f in a.faces]
-        faces += len(a.faces)
         assert (a.voice is None) == (b.voice is None)
         if a.voice is not None:
             assert b.voice.speech_ratio == pytest.approx(a.voice.speech_ratio, abs=1e-6)
-    assert faces > 0  # the sample has a real face: the comparison is not over empty results
 
 
 def test_serve_leaves_a_core_to_the_call_decoding():

@@ -153,15 +153,19 @@ class ProcessExecutor:
             raise RuntimeError("executor not started")
         fut: asyncio.Future[WindowResult] = self._loop.create_future()
         slot = self._slot_for(window.stream_id)
-        seg = self._pool.acquire(window_nbytes(window))
-        try:
-            desc = encode(window, seg)
-        except Exception:
-            self._pool.release(seg)
-            raise
+        seg, desc = self._copy_in(window)
         slot.queue.append(_Job(window, fut, seg, desc))
         self._kick(slot)
         return fut
+
+    def _copy_in(self, window: Window) -> tuple[Segment, dict[str, Any]]:
+        """A pooled shared-memory segment holding `window`'s frames and audio, and its descriptor."""
+        seg = self._pool.acquire(window_nbytes(window))
+        try:
+            return seg, encode(window, seg)
+        except Exception:
+            self._pool.release(seg)
+            raise
 
     def prefetch(self, stream_id: str, frames: list[Any]) -> bool:
         """Send frames that coming windows of `stream_id` will hold to its worker, to analyse when it
@@ -179,12 +183,7 @@ class ProcessExecutor:
         import numpy as np
 
         carrier = Window(stream_id, -1, frames[0].ts, frames[-1].ts, list(frames), np.zeros(0, np.float32))
-        seg = self._pool.acquire(window_nbytes(carrier))
-        try:
-            desc = encode(carrier, seg)
-        except Exception:
-            self._pool.release(seg)
-            raise
+        seg, desc = self._copy_in(carrier)
         slot.early.append(_Early(seg, desc, len(frames)))
         while len(slot.early) > EARLY_QUEUE:
             old = slot.early.popleft()
