@@ -254,6 +254,13 @@ class ReasoningSettings(Section):
     on_change: bool = Field(True, description="Also reason when the dominant label changes.")
     max_tokens: int = Field(64, ge=8, description="Bound on generated tokens.")
     threads: int = Field(1, ge=1, description="llama.cpp threads (leave cores to the fast path).")
+    nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="How much lower the reasoning thread's CPU priority is (Linux nice steps): the fast "
+        "path's labels keep the cores when both want them; 0 = same priority.",
+    )
     grammar: bool = Field(True, description="Constrain output to <think>..</think><answer>LABEL</answer>.")
     layout: Literal["auto", "evidence", "legacy"] = Field(
         "auto",

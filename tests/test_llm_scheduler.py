@@ -134,3 +134,30 @@ async def test_fast_path_keeps_publishing_while_generations_run(llama_model: Lla
         assert m["window"]["index"] in triggered_at and m["valid"] and m["answer"] in EMOTIONS
         assert m["window"]["start"] == m["window"]["index"] * 0.5
     assert percentile(busy_lag, 95) < 100 and late < 250  # fast path never stalls behind the LLM
+
+
+async def test_reasoner_thread_runs_at_lower_priority(llama_model: LlamaCppLM) -> None:
+    """`reasoning.nice`: the generation runs in a thread whose nice value is raised by that much (Linux
+    per-thread priority), so the fast path keeps the cores; the engine's own threads are untouched."""
+    import os
+    import threading
+
+    class Probe(Reasoner):
+        seen: list[int]
+
+        def reason(self, result: WindowResult) -> ReasoningResult:
+            self.seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return super().reason(result)
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    for nice, want in ((5, min(19, base + 5)), (0, base)):
+        probe = Probe(llama_model, max_tokens=4)
+        probe.seen = []
+        sched = ReasoningScheduler([probe], nice=nice)
+        try:
+            assert await sched.submit(_result("happy", 0))
+            await sched.drain(60)
+        finally:
+            await sched.aclose()
+        assert probe.seen == [want]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base

@@ -161,3 +161,45 @@ def test_short_targets_are_one_grounded_sentence() -> None:
     assert short < 0.8 * full
     with pytest.raises(ValueError, match="think style"):
         target_think(samples[0], "long")
+
+
+def test_no_speech_copies_are_words_first_and_grounded() -> None:
+    """`without_speech`: the window as a VAD miss reports it (no voice cues, words kept); its target
+    cites the words and the missing face, never the voice, and keeps the human label."""
+    from affectstream.engine.llm.prompt import render_evidence
+    from affectstream.train.cues import CueSample, generate, target_completion, target_think, without_speech
+    from affectstream.train.rewards import grounding_reward
+
+    base = next(s for s in generate(200, seed=79) if s.evidence.speech and s.evidence.transcript)
+    real = CueSample(base.id, base.label, base.evidence, "real", base.fast_label, "real", {"speaker": "x"})
+    real.evidence.faces = []
+    copy = without_speech(real)
+    assert copy.label == real.label and copy.id.endswith("#nospeech") and copy.meta["augment"] == "no_speech"
+    assert real.evidence.speech  # the original is untouched
+    ev = copy.evidence
+    assert ev.speech is False and not ev.voice_scores and ev.arousal is None and ev.transcript
+    assert "Voice: none" in render_evidence(ev)
+    think = target_think(copy, "short")
+    assert think.startswith("The words") and "voice" not in think.casefold(), think
+    assert grounding_reward(target_completion(copy, "short"), ev) == 1.0
+
+
+def test_targets_cite_numbers_exactly_as_the_prompt_shows_them() -> None:
+    """A think copies its numbers from the prompt: every number in a target appears in the rendered
+    evidence as written (a target's 1.00 for the prompt's 1 taught the model to loop on zeros)."""
+    import re
+
+    from affectstream.engine.llm.prompt import render_evidence
+    from affectstream.train.cues import generate, target_think
+
+    nums = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.]*\d)")
+    checked = 0
+    for s in generate(150, seed=80):
+        shown = set(nums.findall(render_evidence(s.evidence)))
+        for style in ("full", "short"):
+            think = target_think(s, style)
+            quoted = re.sub(r'"[^"]*"', " ", think)  # the words' own digits are the transcript's
+            for n in nums.findall(quoted):
+                assert n in shown, (n, think, render_evidence(s.evidence))
+                checked += 1
+    assert checked > 100

@@ -182,7 +182,14 @@ def run_sft(cfg: dict[str, Any], resume: bool = False) -> Path:
         samples = [s for s in samples if s.kind == "real" or consistent(s)]
     import random
 
-    random.Random(int(cfg.get("model", {}).get("seed", 0))).shuffle(samples)
+    rng = random.Random(int(cfg.get("model", {}).get("seed", 0)))
+    share = float(d.get("no_speech_share", 0.0))  # real windows also seen as the VAD missed their speech
+    if share > 0:
+        from affectstream.train.cues import without_speech
+
+        real = [s for s in samples if s.kind == "real" and s.evidence.speech]
+        samples += [without_speech(s) for s in rng.sample(real, round(share * len(real)))]
+    rng.shuffle(samples)
     _log(f"SFT samples: {len(samples)} ({sum(s.kind == 'real' for s in samples)} real)")
     eos = tok.convert_tokens_to_ids("<|im_end|>")
     layout = _layout(cfg)

@@ -45,7 +45,7 @@ import numpy as np
 from affectstream.engine.fusion import TrackEvidence, VoiceEvidence, fuse
 from affectstream.engine.labels import EMOTIONS
 from affectstream.engine.llm import grounding
-from affectstream.engine.llm.prompt import Evidence, render_prompt
+from affectstream.engine.llm.prompt import Evidence, compact_number, render_prompt
 
 # FER-2013's typical confusions (both directions), used to pick the misleading runner-up.
 CONFUSIONS: dict[str, tuple[str, ...]] = {
@@ -436,17 +436,17 @@ def _describe(ev: Evidence, modality: str) -> str:
         lab, sc = ev.faces[0].expressions[0] if ev.faces[0].expressions else ("unclear", 0.0)
         acts = sorted((ev.faces[0].actions or {}).items(), key=lambda kv: -kv[1])
         extra = f" with {acts[0][0].replace('_', ' ')}" if acts and acts[0][1] >= 0.3 else ""
-        return f"the face shows {lab} {sc:.2f}{extra}"
+        return f"the face shows {lab} {compact_number(sc)}{extra}"
     if modality == "voice":
         tone = _tone(ev.arousal)
         if ev.voice_scores:
             lab, sc = ev.voice_scores[0]
-            return f"the voice sounds {lab} {sc:.2f}" + (f", {tone}" if tone else "")
+            return f"the voice sounds {lab} {compact_number(sc)}" + (f", {tone}" if tone else "")
         nums = ", ".join(
             x
             for x in (
                 None if ev.pitch_hz is None else f"pitch {ev.pitch_hz:.0f} Hz",
-                None if ev.arousal is None else f"arousal {ev.arousal:.2f}",
+                None if ev.arousal is None else f"arousal {compact_number(ev.arousal)}",
             )
             if x
         )
@@ -454,6 +454,29 @@ def _describe(ev: Evidence, modality: str) -> str:
     we = grounding.word_emotion(ev.transcript)
     q = _quote(ev.transcript or "")
     return f'the words "{q}" sound {we[0]}' if we else f'the words "{q}" are neutral'
+
+
+def without_speech(sample: CueSample) -> CueSample:
+    """The same window as the VAD would report it had it missed the speech: no voice cues, the
+    transcript kept (Whisper still hears words), the fast label then `neutral` as the engine emits it.
+
+    Why: the VAD misses some emotional utterances (6 of 159 held-out real windows), and a reasoner that
+    saw almost no such window in training started every think with "The voice sounds ..." and looped on
+    digits there. A small share of these copies teaches the words-first think for them."""
+    ev = Evidence.from_dict(sample.evidence.to_dict())
+    ev.speech, ev.speech_ratio, ev.voice_scores = False, 0.0, []
+    ev.pitch_hz = ev.pitch_std_hz = ev.speaking_rate = ev.pause_ratio = ev.arousal = None
+    if not ev.faces:
+        ev.fast_label, ev.fast_score = "neutral", round(1 / len(EMOTIONS), 4)
+    return CueSample(
+        id=f"{sample.id}#nospeech",
+        label=sample.label,
+        evidence=ev,
+        kind=sample.kind,
+        fast_label=ev.fast_label or sample.fast_label,
+        source=sample.source,
+        meta={**sample.meta, "augment": "no_speech"},
+    )
 
 
 THINK_STYLES = ("full", "short")

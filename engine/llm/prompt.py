@@ -148,8 +148,10 @@ class Evidence:
         return cls(faces=faces, voice_scores=vs, **rest)
 
 
-def _f(x: float, nd: int = 2) -> str:
-    """Compact number: 0.72, 210, -22.5 — fewer tokens than full floats."""
+def compact_number(x: float, nd: int = 2) -> str:
+    """Compact number: 0.72, 210, -22.5 — fewer tokens than full floats. Training targets cite scores
+    with this same function, so a think copies a number exactly as the prompt shows it (a target that
+    wrote 1.00 for a prompt's 1 taught the model to loop on zeros)."""
     s = f"{x:.{nd}f}"
     if "." in s:
         s = s.rstrip("0").rstrip(".")
@@ -162,11 +164,11 @@ def render_cues(evidence: Evidence, include_fast: bool = True) -> str:
     if not evidence.faces:
         lines.append("Face: none visible.")
     for n, face in enumerate(evidence.faces[:MAX_FACES], start=1):
-        expr = ", ".join(f"{k} {_f(v)}" for k, v in face.expressions) or "unknown"
+        expr = ", ".join(f"{k} {compact_number(v)}" for k, v in face.expressions) or "unknown"
         line = f"Face {n}: {expr}"
         if face.actions:
             acts = sorted(face.actions.items(), key=lambda kv: -kv[1])[:MAX_ACTIONS]
-            line += "; actions: " + ", ".join(f"{k} {_f(v)}" for k, v in acts)
+            line += "; actions: " + ", ".join(f"{k} {compact_number(v)}" for k, v in acts)
         lines.append(line + ".")
     if len(evidence.faces) > MAX_FACES:
         lines.append(f"({len(evidence.faces) - MAX_FACES} more faces.)")
@@ -178,20 +180,20 @@ def render_cues(evidence: Evidence, include_fast: bool = True) -> str:
     else:
         parts = []
         if evidence.speech_ratio is not None:
-            parts.append(f"speech {_f(evidence.speech_ratio)}")
+            parts.append(f"speech {compact_number(evidence.speech_ratio)}")
         if evidence.pitch_hz is not None:
-            p = f"pitch {_f(evidence.pitch_hz, 0)} Hz"
+            p = f"pitch {compact_number(evidence.pitch_hz, 0)} Hz"
             if evidence.pitch_std_hz is not None:
-                p += f" (var {_f(evidence.pitch_std_hz, 0)})"
+                p += f" (var {compact_number(evidence.pitch_std_hz, 0)})"
             parts.append(p)
         if evidence.energy_db is not None:
-            parts.append(f"energy {_f(evidence.energy_db, 1)} dB")
+            parts.append(f"energy {compact_number(evidence.energy_db, 1)} dB")
         if evidence.speaking_rate is not None:
-            parts.append(f"rate {_f(evidence.speaking_rate, 1)}/s")
+            parts.append(f"rate {compact_number(evidence.speaking_rate, 1)}/s")
         if evidence.pause_ratio is not None:
-            parts.append(f"pauses {_f(evidence.pause_ratio)}")
+            parts.append(f"pauses {compact_number(evidence.pause_ratio)}")
         if evidence.arousal is not None:
-            parts.append(f"arousal {_f(evidence.arousal)}")
+            parts.append(f"arousal {compact_number(evidence.arousal)}")
         lines.append("Voice: " + (", ".join(parts) or "speech") + ".")
     if evidence.transcript:
         t = " ".join(evidence.transcript.split())
@@ -199,13 +201,13 @@ def render_cues(evidence: Evidence, include_fast: bool = True) -> str:
             t = t[: MAX_TRANSCRIPT_CHARS - 3].rstrip() + "..."
         lines.append(f'Words: "{t}"')
     if include_fast and evidence.fast_label is not None:
-        fs = "" if evidence.fast_score is None else f" {_f(evidence.fast_score)}"
+        fs = "" if evidence.fast_score is None else f" {compact_number(evidence.fast_score)}"
         lines.append(f"Fast model: {evidence.fast_label}{fs}.")
     return "\n".join(lines)
 
 
 def _scores(pairs: Sequence[tuple[str, float]]) -> str:
-    return ", ".join(f"{k} {_f(v)}" for k, v in pairs)
+    return ", ".join(f"{k} {compact_number(v)}" for k, v in pairs)
 
 
 def _transcript(text: str) -> str:
@@ -241,21 +243,21 @@ def render_evidence(evidence: Evidence, include_fast: bool = False) -> str:
     else:
         prosody = []
         if evidence.speech_ratio is not None:
-            prosody.append(f"speech {_f(evidence.speech_ratio)}")
+            prosody.append(f"speech {compact_number(evidence.speech_ratio)}")
         # pitch, loudness and arousal only: pitch variation, rate and pauses already feed arousal and
         # cost ~20 prefill tokens per window
         if evidence.pitch_hz is not None:
-            prosody.append(f"pitch {_f(evidence.pitch_hz, 0)} Hz")
+            prosody.append(f"pitch {compact_number(evidence.pitch_hz, 0)} Hz")
         if evidence.energy_db is not None:
-            prosody.append(f"energy {_f(evidence.energy_db, 0)} dB")
+            prosody.append(f"energy {compact_number(evidence.energy_db, 0)} dB")
         if evidence.arousal is not None:
-            prosody.append(f"arousal {_f(evidence.arousal)}")
+            prosody.append(f"arousal {compact_number(evidence.arousal)}")
         head = _scores(evidence.voice_scores)
         body = "; ".join(x for x in (head, ", ".join(prosody)) if x) or "speech"
         lines.append(f"Voice: {body}.")
     lines.append(f'Words: "{_transcript(evidence.transcript)}"' if evidence.transcript else "Words: none.")
     if include_fast and evidence.fast_label is not None:
-        fs = "" if evidence.fast_score is None else f" {_f(evidence.fast_score)}"
+        fs = "" if evidence.fast_score is None else f" {compact_number(evidence.fast_score)}"
         lines.append(f"Fast model: {evidence.fast_label}{fs}.")
     return "\n".join(lines)
 

@@ -89,6 +89,7 @@ class ReasoningScheduler:
         queue_size: int = 64,
         on_result: ResultCallback | None = None,
         owns_models: bool = False,
+        nice: int = 0,
     ) -> None:
         if not reasoners:
             raise ValueError("scheduler needs at least one reasoner")
@@ -97,7 +98,12 @@ class ReasoningScheduler:
         self._reasoners = list(reasoners)
         self._owns_models = owns_models
         self._idle: list[Reasoner] = list(reasoners)
-        self._pool = ThreadPoolExecutor(max_workers=len(reasoners), thread_name_prefix="reasoner")
+        self._pool = ThreadPoolExecutor(
+            max_workers=len(reasoners),
+            thread_name_prefix="reasoner",
+            initializer=_lower_priority,
+            initargs=(nice,),
+        )
         self.every_n = every_n
         self.on_change = on_change
         self.on_result = on_result
@@ -250,6 +256,20 @@ class ReasoningScheduler:
             self._dispatch()
 
 
+def _lower_priority(nice: int) -> None:
+    """Give this (reasoner) thread a lower CPU priority: on a small CPU the LLM and the fast path want
+    the same cores, and a label that arrives late is worse than a reasoning that does. Linux applies
+    `setpriority` on a thread id to that thread alone; elsewhere, or without permission, it is a no-op."""
+    if nice <= 0:
+        return
+    import contextlib
+    import os
+    import threading
+
+    with contextlib.suppress(AttributeError, OSError):  # PermissionError is an OSError
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + nice)
+
+
 def build_lite_slow_path(settings: Any, profile: Any, on_result: ResultCallback) -> ReasoningScheduler:
     """The engine's slow path from `settings.reasoning` and the lite profile (folder or Profile).
 
@@ -272,5 +292,10 @@ def build_lite_slow_path(settings: Any, profile: Any, on_result: ResultCallback)
     reasoner = Reasoner(lm, max_tokens=rs.max_tokens, grammar=rs.grammar, profile=prof.name, layout=layout)
     reasoner.warm()  # the fixed prompt head goes to the KV cache now, not on the first window
     return ReasoningScheduler(
-        [reasoner], every_n=rs.every_n, on_change=rs.on_change, on_result=on_result, owns_models=True
+        [reasoner],
+        every_n=rs.every_n,
+        on_change=rs.on_change,
+        on_result=on_result,
+        owns_models=True,
+        nice=int(getattr(rs, "nice", 0)),
     )
