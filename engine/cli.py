@@ -341,7 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", type=Path, help="voice: folder of clips with labels.csv")
     t.add_argument("--labels", type=Path, help="voice: CSV of path,label[,speaker] (default DATA/labels.csv)")
     t.add_argument("--out", type=Path, help="voice: output folder (default ./voice-head)")
-    t.add_argument("--cache", type=Path, help="voice: feature cache (default $AFFECTSTREAM_HOME/voice_features)")
+    t.add_argument(
+        "--cache", type=Path, help="voice: feature cache (default $AFFECTSTREAM_HOME/voice_features)"
+    )
     t.add_argument("--folds", type=int, help="voice: cross-validation folds (default 5)")
     t.add_argument("--epochs", type=int, help="voice: override the config's epochs")
     t.add_argument("--no-cv", action="store_true", help="voice: skip cross-validation, only fit and export")
@@ -352,7 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("what", nargs="?", choices=["media"], help="media: run the engine over labelled clips")
     ev.add_argument("--per-modality", action="store_true", help="media: also face-only and voice-only")
     ev.add_argument("--profile", default="lite", help="media: model profile")
-    ev.add_argument("--voice-head", type=Path, help="media: a retrained voice head (.onnx) instead of the profile's")
+    ev.add_argument(
+        "--voice-head", type=Path, help="media: a retrained voice head (.onnx) instead of the profile's"
+    )
     ev.add_argument("--config", type=Path)
     ev.add_argument("--cues", type=Path, help="cue set JSONL")
     ev.add_argument("--labels", type=Path, help="label list (path,label)")
@@ -374,6 +378,25 @@ def _terminated(signum: int, frame: object) -> None:
     os._exit(0)
 
 
+def _exit_past_blocked_sources(rc: int) -> None:
+    """Exit now if a source's reader thread is still blocked inside FFmpeg (e.g. opening a URL that
+    never answers when the stop came): everything was flushed and closed already, and interpreter
+    shutdown with a thread inside C code can crash (a SIGTERM test saw exit -11 under load) instead of
+    returning `rc`. Without such a thread this returns and the normal exit follows."""
+    import threading
+
+    blocked = [t for t in threading.enumerate() if t.daemon and t.name.startswith("source:") and t.is_alive()]
+    if not blocked:
+        return
+    logging.getLogger("affectstream").info(
+        "%d source thread(s) still inside FFmpeg; not waiting", len(blocked)
+    )
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(rc)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -385,7 +408,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING - 10 * min(args.verbose, 2), format="%(levelname)s %(name)s: %(message)s"
     )
     try:
-        return int(args.func(args) or 0)
+        rc = int(args.func(args) or 0)
+        if args.cmd in ("run", "serve"):
+            _exit_past_blocked_sources(rc)
+        return rc
     except UsageError as e:
         print(f"affectstream: {e}", file=sys.stderr)
         return 2
