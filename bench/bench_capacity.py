@@ -236,8 +236,7 @@ async def bench(
                     s, ex, n, items, clip_s, args.seconds, port, f"{b}{n}-", args.stagger, args.reasoning
                 )
                 r["backend"] = b  # the label asked for (process-late runs the process backend)
-                if "early_frames" in ex.stats():
-                    r["early_frames_total"] = ex.stats()["early_frames"]
+                r["early_frames_total"] = ex.stats().get("early_frames")
                 r["held"] = held(r)
                 r["load1"] = round(os.getloadavg()[0], 1)
                 fails[b] = fails[b] + 1 if r["dropped"] else 0

@@ -379,18 +379,16 @@ def _terminated(signum: int, frame: object) -> None:
 
 
 def _exit_past_blocked_sources(rc: int) -> None:
-    """Exit now if a source's reader thread is still blocked inside FFmpeg (e.g. opening a URL that
+    """Exit now if a source's decode thread is still blocked inside FFmpeg (e.g. opening a URL that
     never answers when the stop came): everything was flushed and closed already, and interpreter
     shutdown with a thread inside C code can crash (a SIGTERM test saw exit -11 under load) instead of
     returning `rc`. Without such a thread this returns and the normal exit follows."""
-    import threading
+    from affectstream.streams.sources.feed import blocked_decoders
 
-    blocked = [t for t in threading.enumerate() if t.daemon and t.name.startswith("source:") and t.is_alive()]
-    if not blocked:
+    n = blocked_decoders()
+    if not n:
         return
-    logging.getLogger("affectstream").info(
-        "%d source thread(s) still inside FFmpeg; not waiting", len(blocked)
-    )
+    logging.getLogger("affectstream").info("%d source thread(s) still inside FFmpeg; not waiting", n)
     with contextlib.suppress(Exception):
         sys.stdout.flush()
         sys.stderr.flush()

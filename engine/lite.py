@@ -371,15 +371,12 @@ class LiteAnalyzer(AnalyzerBase):
     ) -> dict[FrameKey, FrameFeatures]:
         out: dict[FrameKey, FrameFeatures] = {}
         todo: list[tuple[FrameKey, np.ndarray]] = []
-        remesh: list[tuple[FrameFeatures, Any]] = []  # cached (early) frames that now need the mesh
         for key, fr in items:
             if key in out:
                 continue
             hit = self.cache.get(key)
             if hit is not None:
                 out[key] = hit
-                if mesh_keys and key in mesh_keys and hit.dets and all(a is None for a in hit.actions):
-                    remesh.append((hit, fr.image))
                 continue
             try:
                 todo.append((key, normalize_frame(fr.image)))
@@ -392,18 +389,22 @@ class LiteAnalyzer(AnalyzerBase):
                     error=str(e),
                 )
             # not cached: a bad frame is cheap to reject again
-        if remesh and self.mesh is not None:
-            t0 = time.perf_counter()
-            imgs = [normalize_frame(img) for _, img in remesh]
-            for (ff, _), acts in zip(
-                remesh, self._mesh_actions(imgs, [ff.dets for ff, _ in remesh]), strict=True
-            ):
-                ff.actions = acts
-            lat["mesh"] = lat.get("mesh", 0.0) + (time.perf_counter() - t0) * 1000
-        if not todo:
+        if todo:
+            self._detect_and_classify(todo, out, lat)
+        else:
             lat["detect"] = lat.get("detect", 0.0)
             lat["expression"] = lat.get("expression", 0.0)
-            return out
+        if self.mesh is not None:
+            self._add_actions(items, out, dict(todo), mesh_keys, lat)
+        return out
+
+    def _detect_and_classify(
+        self,
+        todo: list[tuple[FrameKey, np.ndarray]],
+        out: dict[FrameKey, FrameFeatures],
+        lat: dict[str, float],
+    ) -> None:
+        """New frames: one batched detector call, one batched expression call; results cached."""
         t0 = time.perf_counter()
         images = [img for _, img in todo]
         dets = self._detect(images)
@@ -423,14 +424,6 @@ class LiteAnalyzer(AnalyzerBase):
             per_frame.append((boxes, scores))
         probs = self.expression.predict(np.concatenate(crops)) if crops else np.zeros((0, 7), np.float32)
         t2 = time.perf_counter()
-        acts: list[list[dict[str, float] | None]] = [[None] * len(d) for d in dets]
-        sel = [j for j, (k, _) in enumerate(todo) if dets[j] and (mesh_keys is None or k in mesh_keys)]
-        if sel and self.mesh is not None:
-            for j, a in zip(
-                sel, self._mesh_actions([images[j] for j in sel], [dets[j] for j in sel]), strict=True
-            ):
-                acts[j] = a
-        t3 = time.perf_counter()
         owners_a = np.asarray(owners, int)
         for j, (key, _img) in enumerate(todo):
             boxes, scores = per_frame[j]
@@ -438,7 +431,7 @@ class LiteAnalyzer(AnalyzerBase):
                 boxes,
                 scores,
                 probs[owners_a == j] if len(owners_a) else np.zeros((0, 7), np.float32),
-                actions=acts[j],
+                actions=[None] * len(dets[j]),
                 dets=list(dets[j]) if self.mesh is not None else [],
             )
             out[key] = ff
@@ -447,9 +440,32 @@ class LiteAnalyzer(AnalyzerBase):
         self.faces_classified += len(probs)
         lat["detect"] = lat.get("detect", 0.0) + (t1 - t0) * 1000
         lat["expression"] = lat.get("expression", 0.0) + (t2 - t1) * 1000
-        if self.mesh is not None:
-            lat["mesh"] = lat.get("mesh", 0.0) + (t3 - t2) * 1000
-        return out
+
+    def _add_actions(
+        self,
+        items: list[tuple[FrameKey, VideoFrame]],
+        out: dict[FrameKey, FrameFeatures],
+        normalized: dict[FrameKey, np.ndarray],
+        mesh_keys: set[FrameKey] | None,
+        lat: dict[str, float],
+    ) -> None:
+        """Facial actions (one batched mesh call) for the frames in `mesh_keys` (all when None) that have
+        faces but no actions yet — new frames, and frames analysed early without the mesh (their
+        detections are kept in the cache for this)."""
+        t0 = time.perf_counter()
+        frames = dict(items)
+        need = [
+            k
+            for k in frames
+            if (mesh_keys is None or k in mesh_keys)
+            and out[k].dets
+            and all(a is None for a in out[k].actions)
+        ]
+        if need:
+            imgs = [normalized[k] if k in normalized else normalize_frame(frames[k].image) for k in need]
+            for k, acts in zip(need, self._mesh_actions(imgs, [out[k].dets for k in need]), strict=True):
+                out[k].actions = acts
+        lat["mesh"] = lat.get("mesh", 0.0) + (time.perf_counter() - t0) * 1000
 
     def _mesh_keys(self, windows: list[Window]) -> set[FrameKey]:
         """Frames that get the face mesh: facial actions are slow-changing cues, not scores, so at most one

@@ -73,7 +73,7 @@ def test_early_analysis_gives_the_window_the_same_result(lite_profile: Path) -> 
         ref = [plain.analyze(w) for w in wins]
         got = []
         for w in wins:
-            assert early.prefetch(w.stream_id, w.frames[:-1]) >= 0
+            early.prefetch(w.stream_id, w.frames[:-1])
             got.append(early.analyze(w))
         info = early.runtime_info()
         assert info["frames"]["early"] > 0
@@ -86,8 +86,8 @@ def test_early_analysis_gives_the_window_the_same_result(lite_profile: Path) -> 
             assert len(b.faces) == 1
             if early.mesh is not None:
                 assert b.faces[0].actions, "an early-analysed window lost its facial actions"
-        # at the close only the last frame of each window was new
-        assert got[-1].latency_ms.get("detect", 0.0) >= 0
+        # at the close only the last frame of each window was new: everything else went early
+        assert early.frames_processed - info["frames"]["early"] == len(wins)
         assert info["frame_cache"]["hits"] > plain.runtime_info()["frame_cache"]["hits"]
     finally:
         plain.close()

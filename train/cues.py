@@ -488,7 +488,7 @@ def target_think(sample: CueSample, style: str = "full") -> str:
     Cites only modalities the window has, states a missing face or speech plainly ("no face in
     view"), and ends with the answer; the grounding reward gives every target 1.0 (tested).
     `style="short"`: one sentence — the strongest cue plus the missing face or one supporting cue —
-    because on a 2-core CPU every generated token costs ~22 ms and the reasoning budget is 1.5 s.
+    because on a 2-core CPU every generated token adds to a reasoning budget of 1.5 s.
     """
     if style not in THINK_STYLES:
         raise ValueError(f"think style must be one of {THINK_STYLES}, not {style!r}")

@@ -155,29 +155,27 @@ def build(
     rows += select([r for r in all_rows if _split(r) == "test"], tpc)
     if limit:
         rows = rows[:limit]
-    kw: dict[str, Any] = {} if voice_head is None else {"voice_head": str(voice_head)}
     if voice_heads is not None:
         missing = [f for f in range(folds) if not (voice_heads / f"voice_emotion_fold{f}.onnx").is_file()]
         if missing:
             raise FileNotFoundError(
                 f"{voice_heads}: no voice_emotion_fold{missing[0]}.onnx (run: affectstream train voice)"
             )
-    analyzer = LiteAnalyzer(profile, transcript=False, verify=False, **kw)
-    per_fold: dict[int, Any] = {}
+    analyzers: dict[Path | None, Any] = {}  # by voice head: one analyzer each, built when first needed
 
     def analyzer_for(fold: int) -> Any:
-        if voice_heads is None:
-            return analyzer
-        if fold not in per_fold:
-            head = voice_heads / f"voice_emotion_fold{fold}.onnx"
-            per_fold[fold] = LiteAnalyzer(profile, transcript=False, verify=False, voice_head=str(head))
-        return per_fold[fold]
+        head = voice_heads / f"voice_emotion_fold{fold}.onnx" if voice_heads is not None else voice_head
+        if head not in analyzers:
+            kw: dict[str, Any] = {} if head is None else {"voice_head": str(head)}
+            analyzers[head] = LiteAnalyzer(profile, transcript=False, verify=False, **kw)
+        return analyzers[head]
 
+    prof = analyzer_for(test_fold).prof
     transcriber = None
-    if transcript and analyzer.prof.has("whisper"):
+    if transcript and prof.has("whisper"):
         from affectstream.engine.models.transcript import Transcriber
 
-        transcriber = Transcriber(analyzer.prof.path("whisper"), threads=1)
+        transcriber = Transcriber(prof.path("whisper"), threads=1)
     # transcripts are the expensive part: kept in the output folder and reused by a re-run (e.g. once
     # the profile gains a voice model, only the analyzer has to run again)
     tcache_path = out / "transcripts.json"

@@ -28,6 +28,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from affectstream.engine.executor.base import AnalyzerFactoryFn, BatchPlanner, default_workers, set_analyze_ms
 from affectstream.engine.executor.shm import Segment, SegmentPool, encode, window_nbytes
 from affectstream.engine.executor.worker import PIN_ENV
@@ -180,8 +181,6 @@ class ProcessExecutor:
         slot = self._slot_for(stream_id)
         if slot.broken is not None or not slot.ready:
             return False
-        import numpy as np
-
         carrier = Window(stream_id, -1, frames[0].ts, frames[-1].ts, list(frames), np.zeros(0, np.float32))
         seg, desc = self._copy_in(carrier)
         slot.early.append(_Early(seg, desc, len(frames)))

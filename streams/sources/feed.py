@@ -23,6 +23,15 @@ from affectstream.streams.sources.base import SourceError, SourceStats
 
 _END = object()
 AUDIO_CAP_FACTOR = 16
+THREAD_PREFIX = "source:"  # every decode thread's name starts with this
+
+
+def blocked_decoders() -> int:
+    """Decode threads still alive, e.g. stuck in a blocking FFmpeg open after their source was stopped.
+
+    The process entry point asks this at exit: interpreter shutdown with a thread inside C code can
+    crash, so it exits at once instead when any remain (everything else is closed by then)."""
+    return sum(1 for t in threading.enumerate() if t.name.startswith(THREAD_PREFIX) and t.is_alive())
 
 
 class Stopped(Exception):
@@ -136,7 +145,7 @@ class ThreadFeed:
             return
         self._loop = asyncio.get_running_loop()
         self._event = asyncio.Event()
-        self._thread = threading.Thread(target=self._run, name=f"source:{self._what}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{THREAD_PREFIX}{self._what}", daemon=True)
         self._thread.start()
 
     async def items(self) -> AsyncIterator[MediaItem]:
