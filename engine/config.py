@@ -244,6 +244,13 @@ class LiteSettings(Section):
         description="Whisper-base transcript (off the fast path, rate-limited); default (None): on whenever "
         "reasoning is on, since the words are evidence the reasoner reads.",
     )
+    transcript_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="How much lower the transcript thread's CPU priority is (Linux nice steps, Whisper's "
+        "own threads included): the fast path keeps the cores when both want them; 0 = same priority.",
+    )
 
 
 class ReasoningSettings(Section):

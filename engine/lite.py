@@ -172,6 +172,7 @@ class LiteAnalyzer(AnalyzerBase):
         min_face: int = 24,
         threads: int = 1,
         transcript: bool = False,
+        transcript_nice: int = 0,
         runtime: str = "auto",
         cache_frames: int = 1024,
         verify: bool = True,
@@ -218,7 +219,7 @@ class LiteAnalyzer(AnalyzerBase):
         if transcript and self.prof.has("whisper"):
             from affectstream.engine.models.transcript import Transcriber
 
-            self.transcriber = Transcriber(self.prof.path("whisper"), threads=1)
+            self.transcriber = Transcriber(self.prof.path("whisper"), threads=1, nice=transcript_nice)
         # the trained speech-emotion head (when the profile ships it, or `voice_head` names a retrained one)
         self.voice_emotion: Any = None
         self.voice_emotion_error: str | None = None
@@ -286,6 +287,7 @@ class LiteAnalyzer(AnalyzerBase):
                 "min_face",
                 "threads",
                 "transcript",
+                "transcript_nice",
                 "actions",
                 "voice_model",
                 "voice_head",

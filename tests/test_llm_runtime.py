@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from affectstream.engine.labels import EMOTIONS
+from affectstream.engine.llm.grammar import matches
 from affectstream.engine.llm.llama import LlamaCppLM
 from affectstream.engine.llm.parse import parse_generation
 from affectstream.engine.llm.prompt import chat_messages
@@ -13,6 +16,7 @@ from affectstream.engine.types import WindowRef, WindowResult
 from llm_examples import CUE_EXAMPLES
 
 MAX_TOKENS = 48
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _result(label: str = "happy", stream: str = "cam0", index: int = 0) -> WindowResult:
@@ -37,6 +41,38 @@ def test_grammar_makes_every_generation_well_formed(llama_model: LlamaCppLM) -> 
         f"\ngrammar: 12/12 well-formed, forced_close {forced}/12, untrained accuracy {acc:.2f}, "
         f"latency median {ms[len(ms) // 2]:.0f} ms max {ms[-1]:.0f} ms"
     )
+
+
+def test_free_pass_writes_what_constrained_decoding_writes(llama_model: LlamaCppLM, llm_gguf: Path) -> None:
+    """With the grammar on, `generate` first decodes freely and keeps that text only when it is in the
+    grammar's language; the result must equal decoding under the grammar from the start. The base model
+    leaves the language (the grammar pass reruns), the shipped evidence adapter stays in it (kept)."""
+    adapter = LlamaCppLM(
+        llm_gguf, threads=2, lora_path=ROOT / "train" / "artifacts" / "lite-evidence-lora.gguf"
+    )
+    try:
+        for lm, kept_at_least in ((llama_model, 0), (adapter, 1)):
+            kept = 0
+            for ev, _ in CUE_EXAMPLES[:3]:
+                prompt = lm.chat_prompt(chat_messages(ev))
+                fast = lm.generate(prompt, max_tokens=64)
+                ref = lm.generate(prompt, max_tokens=64, free_first=False)
+                assert ref.constrained and fast.text == ref.text, (fast.text, ref.text)
+                assert matches(fast.text) or fast.forced_close
+                kept += not fast.constrained
+            assert kept >= kept_at_least
+            if lm is llama_model:
+                assert kept < 3  # the untrained model really exercised the rerun
+                # after two misses in a row the free pass is only probed now and then
+                lm.generate(lm.chat_prompt(chat_messages(CUE_EXAMPLES[0][0])), max_tokens=8)
+                lm.generate(lm.chat_prompt(chat_messages(CUE_EXAMPLES[1][0])), max_tokens=8)
+                passes = [
+                    lm.generate(lm.chat_prompt(chat_messages(ev)), max_tokens=8).free_pass
+                    for ev, _ in CUE_EXAMPLES[:8]
+                ]
+                assert 1 <= sum(passes) <= 2, passes
+    finally:
+        adapter.close()
 
 
 def test_tiny_budget_still_yields_a_label(llama_model: LlamaCppLM) -> None:

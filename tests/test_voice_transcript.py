@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,3 +86,47 @@ def test_lite_attaches_transcript_of_recent_speech(lite_prof, beckett):
     finally:
         a.close()
     assert a.transcriber is None
+
+
+def _thread_nices() -> dict[int, int]:
+    import os
+
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out[int(tid)] = int(stat.rsplit(")", 1)[1].split()[16])  # field 19: nice
+    return out
+
+
+@pytest.mark.skipif(
+    not __import__("os").path.isdir("/proc/self/task"), reason="per-thread nice is read from Linux /proc"
+)
+def test_transcript_threads_run_at_lower_priority(lite_prof, beckett, tmp_path):
+    """`lite.transcript_nice`: the transcript thread and the CTranslate2 threads it starts run that many
+    nice steps lower (so Whisper yields the cores to the fast path); the caller's threads keep theirs."""
+    import os
+
+    from affectstream.engine.models.transcript import Transcriber
+    from affectstream.engine.runtimes.base import ModelFileError
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    before = _thread_nices()
+    t = Transcriber(lite_prof.path("whisper"), threads=1, min_interval_s=0.0, nice=5)
+    try:
+        assert t.submit("s1", 0, beckett[: 16000 * 2])
+        assert t.wait_for("s1", 0, timeout=60) is not None  # it really transcribed at that priority
+        new = {tid: n for tid, n in _thread_nices().items() if tid not in before}
+        assert len(new) >= 2, new  # the transcript thread and at least one CTranslate2 worker
+        assert set(new.values()) == {min(19, base + 5)}, new
+        assert os.getpriority(os.PRIO_PROCESS, 0) == base
+    finally:
+        t.close()
+    broken = tmp_path / "whisper"  # every file present, none a model: the load fails inside the thread
+    broken.mkdir()
+    for f in ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt"):
+        (broken / f).write_bytes(b"not a model")
+    with pytest.raises(ModelFileError, match="failed to load"):
+        Transcriber(broken, nice=5)

@@ -9,6 +9,7 @@ in `max_tokens`: each token carries at least one character, so N think character
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from affectstream.engine.labels import EMOTIONS
@@ -50,3 +51,21 @@ def token_budget(labels: Sequence[str] = EMOTIONS, max_think_chars: int = DEFAUL
     """A `max_tokens` that can never cut a grammar-constrained generation short (worst case 1 char/token)."""
     fixed = len("<think></think>\n<answer></answer>") + max(len(x) for x in labels)
     return max_think_chars + fixed
+
+
+def matches(
+    text: str,
+    labels: Sequence[str] = EMOTIONS,
+    max_think_chars: int = DEFAULT_THINK_CHARS,
+    min_think_chars: int = 1,
+) -> bool:
+    """True when `text` is a complete string of `build_grammar`'s language (same labels and bounds).
+
+    Why: greedy decoding under the grammar picks, at each step, the most likely token the grammar
+    allows. When the unconstrained greedy output is itself in the language, every prefix was allowed,
+    so the constrained decoder would have written exactly the same text; checking afterwards spares
+    the per-token grammar pass in that (common) case.
+    """
+    alts = "|".join(re.escape(str(x)) for x in labels)
+    think = f"[^<\\x00-\\x08]{{{min_think_chars},{max_think_chars}}}"
+    return re.fullmatch(f"<think>{think}</think>\\n?<answer>(?:{alts})</answer>", text, re.DOTALL) is not None

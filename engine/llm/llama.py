@@ -27,10 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from affectstream.engine.labels import EMOTIONS
-from affectstream.engine.llm.grammar import DEFAULT_THINK_CHARS, build_grammar
+from affectstream.engine.llm.grammar import DEFAULT_THINK_CHARS, build_grammar, matches
 from affectstream.engine.runtimes.base import ModelFileError, RuntimeInfo, RuntimeUnavailable
 
 DEFAULT_MAX_TOKENS = 64
+FREE_MISSES = 2  # free passes in a row outside the grammar before they are only probed
+FREE_PROBE = 8  # then every 8th generation tries the free pass again
 log = logging.getLogger("affectstream.llm")
 
 
@@ -62,6 +64,8 @@ class Generation:
     prefill_ms: float  # time to the first generated token (prompt evaluation, after prefix-cache reuse)
     total_ms: float
     cached_tokens: int = 0  # leading prompt tokens already in the KV cache (not prefilled again)
+    constrained: bool = False  # decoded under the grammar (the free pass left its language, or was skipped)
+    free_pass: bool = False  # an unconstrained pass ran first (kept when `constrained` is False)
 
     @property
     def forced_close(self) -> bool:
@@ -167,6 +171,7 @@ class LlamaCppLM:
         self.threads = threads
         self.n_ctx = n_ctx
         self.labels = tuple(labels)
+        self.max_think_chars = int(max_think_chars)
         self.lora_path = None if lora_path is None else str(lora_path)
         self.logits_all = logits_all
         self._lock = threading.Lock()
@@ -180,6 +185,8 @@ class LlamaCppLM:
         self._formatter = self._make_formatter()
         self._head_ids: list[int] | None = None  # the fixed prompt head kept in the KV cache (warm_prefix)
         self._head_src = ""  # its text: set by warm_prefix, or by chat_prompt (text before the last turn)
+        self._calls = 0
+        self._free_misses = 0  # free passes in a row that left the grammar's language
 
     def _make_formatter(self):
         template = self._llm.metadata.get("tokenizer.chat_template")
@@ -200,7 +207,9 @@ class LlamaCppLM:
 
     def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str:
         """The prompt string the model's own chat template makes, assistant turn opened."""
-        text = _chatml(messages) if self._formatter is None else self._formatter(messages=list(messages)).prompt
+        text = (
+            _chatml(messages) if self._formatter is None else self._formatter(messages=list(messages)).prompt
+        )
         # everything before the last message's content is the head that later prompts share
         last = messages[-1]["content"] if messages else ""
         cut = text.rfind(last) if last else -1
@@ -286,40 +295,54 @@ class LlamaCppLM:
         prompt: str,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         grammar: bool = True,
+        free_first: bool = True,
     ) -> Generation:
-        """Greedy completion of a templated prompt; with `grammar`, always `<think>…</think><answer>L</answer>`."""
+        """Greedy completion of a templated prompt; with `grammar`, always `<think>…</think><answer>L</answer>`.
+
+        With `grammar`, the first pass decodes freely (llama.cpp's grammar pass over the whole
+        vocabulary costs about a third of each generated token on a small CPU) and stops at
+        `</answer>`; when that text is in the grammar's language it is exactly what constrained greedy
+        decoding writes (`grammar.matches`), otherwise the prompt is decoded again under the grammar.
+        Either way the result is the constrained one; `Generation.constrained` says which pass gave it.
+        `free_first=False` decodes under the grammar from the start (the reference for that claim).
+        """
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be ≥ 1 (got {max_tokens})")
         with self._lock:
             t0 = time.perf_counter()
-            first: float | None = None
-            pieces: list[str] = []
-            finish = "stop"
             prompt_ids = self.tokenize(prompt)
             n_prompt = len(prompt_ids)
             if n_prompt + max_tokens + 8 > self.n_ctx:
                 raise ValueError(f"prompt of {n_prompt} tokens + {max_tokens} new exceeds n_ctx {self.n_ctx}")
             cached = self._pin_head(prompt_ids, self.cached_prefix(prompt_ids))
-            n = 0
-            for chunk in self._llm.create_completion(
-                prompt,
-                max_tokens=max_tokens,
-                temperature=0.0,
-                top_k=1,
-                grammar=self._grammar if grammar else None,
-                stream=True,
-            ):
-                if first is None:
-                    first = time.perf_counter()
-                c = chunk["choices"][0]
-                pieces.append(c.get("text") or "")
-                n += 1
-                finish = c.get("finish_reason") or finish
-            text = "".join(pieces)
-            if grammar and "</answer>" not in text:
-                text, extra = self._close(prompt, text)
-                n += extra
-                finish = "forced_close"
+            # a model that keeps leaving the language (e.g. the base model without its adapter) would
+            # pay twice; after FREE_MISSES misses in a row only every FREE_PROBE-th call tries it freely
+            self._calls += 1
+            skip = self._free_misses >= FREE_MISSES and self._calls % FREE_PROBE
+            constrained = grammar and (not free_first or bool(skip))
+            free = (
+                None
+                if constrained
+                else self._decode(prompt, max_tokens, None, ("</answer>",) if grammar else ())
+            )
+            text, n, finish, first = free or ("", 0, "stop", None)
+            if grammar:
+                if finish == "stop" and "<answer>" in text and not text.endswith("</answer>"):
+                    text += "</answer>"  # llama.cpp drops the stop string it stopped at
+                if free is not None:
+                    ok = matches(text, self.labels, self.max_think_chars)
+                    self._free_misses = 0 if ok else self._free_misses + 1
+                    constrained = not ok
+                if constrained:
+                    if free is not None:
+                        self._pin_head(prompt_ids, self.cached_prefix(prompt_ids))
+                    # completion_tokens counts the returned text's tokens; the free pass shows in total_ms
+                    text, n, finish, again = self._decode(prompt, max_tokens, self._grammar)
+                    first = first or again
+                    if "</answer>" not in text:
+                        text, extra = self._close(prompt, text)
+                        n += extra
+                        finish = "forced_close"
             t1 = time.perf_counter()
         return Generation(
             text=text,
@@ -329,7 +352,34 @@ class LlamaCppLM:
             prefill_ms=((first or t1) - t0) * 1000,
             total_ms=(t1 - t0) * 1000,
             cached_tokens=cached,
+            constrained=constrained,
+            free_pass=grammar and free is not None,
         )
+
+    def _decode(
+        self, prompt: str, max_tokens: int, grammar: Any, stop: Sequence[str] = ()
+    ) -> tuple[str, int, str, float | None]:
+        """One greedy streamed completion: (text, tokens, finish reason, time of the first token)."""
+        first: float | None = None
+        pieces: list[str] = []
+        finish = "stop"
+        n = 0
+        for chunk in self._llm.create_completion(
+            prompt,
+            max_tokens=max_tokens,
+            temperature=0.0,
+            top_k=1,
+            grammar=grammar,
+            stop=list(stop) or None,
+            stream=True,
+        ):
+            if first is None:
+                first = time.perf_counter()
+            c = chunk["choices"][0]
+            pieces.append(c.get("text") or "")
+            n += 1
+            finish = c.get("finish_reason") or finish
+        return "".join(pieces), n, finish, first
 
     def _close(self, prompt: str, text: str) -> tuple[str, int]:
         """Finish a generation cut inside `<think>` (or before the label) with a label-only grammar."""

@@ -40,6 +40,7 @@ class ReasonerStats:
     invalid: int = 0  # parsed but no usable label (only possible with grammar off)
     errors: int = 0  # the runtime raised
     forced_close: int = 0  # the token budget ran out inside <think> and we closed it
+    constrained: int = 0  # the free pass left the grammar's language and was decoded again under it
     agree_fast: int = 0  # valid answers equal to the fast label
     ungrounded: int = 0  # thinks that cite a modality the window did not have
 
@@ -102,7 +103,9 @@ class Reasoner:
         err: str | None = None
         ev = Evidence.from_result(result)
         try:
-            gen = self.lm.generate(self.prompt_for(result, ev), max_tokens=self.max_tokens, grammar=self.grammar)
+            gen = self.lm.generate(
+                self.prompt_for(result, ev), max_tokens=self.max_tokens, grammar=self.grammar
+            )
             parsed = parse_generation(gen.text, self.labels)
         except Exception as e:  # a runtime failure must not take the engine down
             err = f"{type(e).__name__}: {e}"
@@ -124,6 +127,7 @@ class Reasoner:
                 self.last_error = parsed.error
             if gen is not None and gen.forced_close:
                 s.forced_close += 1
+            s.constrained += int(gen is not None and gen.constrained)
             s.ungrounded += int(bool(g.violations))
             self.last_generation = gen
         return ReasoningResult(

@@ -26,6 +26,7 @@ from typing import Any
 
 from affectstream.engine.llm.reasoner import Reasoner
 from affectstream.engine.metrics import percentile
+from affectstream.engine.priority import lower_thread_priority
 from affectstream.engine.types import ReasoningResult, WindowResult
 
 ResultCallback = Callable[[ReasoningResult], Awaitable[None] | None]
@@ -101,7 +102,7 @@ class ReasoningScheduler:
         self._pool = ThreadPoolExecutor(
             max_workers=len(reasoners),
             thread_name_prefix="reasoner",
-            initializer=_lower_priority,
+            initializer=lower_thread_priority,
             initargs=(nice,),
         )
         self.every_n = every_n
@@ -161,7 +162,7 @@ class ReasoningScheduler:
         d = self.counters.to_dict()
         d["in_flight"] = sum(s.in_flight for s in self._streams.values())
         d["pending"] = sum(s.pending is not None for s in self._streams.values())
-        for key in ("errors", "forced_close", "agree_fast", "ungrounded"):
+        for key in ("errors", "forced_close", "constrained", "agree_fast", "ungrounded"):
             d[key] = sum(getattr(r.stats, key) for r in self._reasoners)
         return d
 
@@ -254,20 +255,6 @@ class ReasoningScheduler:
                 s.callback_errors += 1
         if not self._closed:
             self._dispatch()
-
-
-def _lower_priority(nice: int) -> None:
-    """Give this (reasoner) thread a lower CPU priority: on a small CPU the LLM and the fast path want
-    the same cores, and a label that arrives late is worse than a reasoning that does. Linux applies
-    `setpriority` on a thread id to that thread alone; elsewhere, or without permission, it is a no-op."""
-    if nice <= 0:
-        return
-    import contextlib
-    import os
-    import threading
-
-    with contextlib.suppress(AttributeError, OSError):  # PermissionError is an OSError
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + nice)
 
 
 def build_lite_slow_path(settings: Any, profile: Any, on_result: ResultCallback) -> ReasoningScheduler:

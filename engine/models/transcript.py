@@ -15,8 +15,10 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from affectstream.engine.priority import lower_thread_priority
 from affectstream.engine.runtimes.base import ModelFileError, RuntimeUnavailable
 
 log = logging.getLogger("affectstream.transcript")
@@ -81,7 +83,11 @@ class Transcriber:
         max_queue: int = 4,
         language: str | None = "en",
         start: bool = True,
+        nice: int = 0,
     ) -> None:
+        """`nice`: how much lower the transcript thread's CPU priority is (Linux). With `start`, the
+        model is loaded inside that thread, so CTranslate2's worker threads (created at load) inherit
+        the lower priority too; a load error is raised here all the same."""
         model_dir = Path(model_dir)
         missing = [f for f in REQUIRED_FILES if not (model_dir / f).is_file()]
         if missing:
@@ -94,7 +100,11 @@ class Transcriber:
             raise RuntimeUnavailable(
                 f"faster-whisper not installed ({e}); pip install 'affectstream[transcript]'"
             ) from e
-        self.model = WhisperModel(str(model_dir), device="cpu", compute_type="int8", cpu_threads=int(threads))
+        self._load = lambda: WhisperModel(
+            str(model_dir), device="cpu", compute_type="int8", cpu_threads=int(threads)
+        )
+        self.model: Any = None if start else self._load()
+        self.nice = int(nice)
         self.language = language
         self.min_interval_s = float(min_interval_s)
         self._queue: collections.deque[tuple[str, int, np.ndarray]] = collections.deque(maxlen=max_queue)
@@ -106,8 +116,30 @@ class Transcriber:
         self.done = 0
         self._thread: threading.Thread | None = None
         if start:
-            self._thread = threading.Thread(target=self._loop, name="transcriber", daemon=True)
+            ready: list[BaseException | None] = []
+            loaded = threading.Event()
+            self._thread = threading.Thread(
+                target=self._run, args=(ready, loaded), name="transcriber", daemon=True
+            )
             self._thread.start()
+            loaded.wait()
+            if ready and ready[0] is not None:
+                self._thread.join()
+                self._thread = None
+                raise ModelFileError(f"whisper model in {model_dir} failed to load: {ready[0]}") from ready[0]
+
+    def _run(self, ready: list[BaseException | None], loaded: threading.Event) -> None:
+        """The transcript thread: lower its priority, load the model here, then serve the queue."""
+        lower_thread_priority(self.nice)
+        try:
+            self.model = self._load()
+            ready.append(None)
+        except Exception as e:  # reported by __init__, which waits for this
+            ready.append(e)
+            return
+        finally:
+            loaded.set()
+        self._loop()
 
     def transcribe(self, audio: np.ndarray) -> str:
         """Transcribe 16 kHz mono float32 audio (greedy, VAD-free: the caller already knows it is speech)."""
