@@ -1,16 +1,18 @@
-"""Reasoning and fast-path latency inside `affectstream run --realtime`: old prompt layout vs evidence layout.
+"""Reasoning and fast-path latency inside `affectstream run --realtime`: a baseline prompt layout and
+adapter against a new one, with the fast path alone as the reference.
 
-    python bench/bench_reasoning_run.py [--clip examples/sample.mp4] [--reps 2] [--new-lora RUN/adapter.gguf]
+    python bench/bench_reasoning_run.py [--clip examples/sample.mp4] [--reps 2] \
+        [--new-lora RUN/sft/adapter.gguf] [--new-layout compact] [--old-lora A.gguf] [--old-layout evidence]
 
 Three configurations, each run `--reps` times, interleaved (A, B, C, A, B, C) so machine load hits all:
-- `off`: `--no-reasoning` (the fast path alone, transcript off: the pre-issue default without an LLM);
-- `legacy`: the shipped adapter with the legacy prompt layout, transcript off (the previous default);
-- `evidence`: the evidence layout (fixed head in the KV cache), transcript on (the new default), with
-  `--new-lora` when given (else the profile's adapter, which must then be an evidence-layout one).
+- `off`: `--no-reasoning` (the fast path alone; the transcript follows reasoning, so it is off too);
+- `old`: the baseline layout + adapter (default: `evidence` + train/artifacts/lite-evidence-lora.gguf,
+  the adapter shipped before the `compact` one), transcript on;
+- `new`: `--new-layout` + `--new-lora` (default: `compact` + the profile's pinned adapter), transcript on.
 Every window is offered to the reasoner (`reasoning.every_n = 1`); one generation in flight per stream,
 the others are skipped and counted, as in production. Latencies come from the published messages
 (`--jsonl`): `reasoning.latency_ms` and `window.latency_ms.fast_path`. Prints one JSON object with
-p50/p95 per configuration and the ratios legacy/evidence (reasoning) and evidence/off (fast path).
+p50/p95 per configuration and the ratios new/old (reasoning) and new/off, old/off (fast path).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from affectstream.engine.llm.prompt import LAYOUTS
 from affectstream.engine.metrics import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,30 +72,27 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clip", type=Path, default=ROOT / "examples" / "sample.mp4")
     ap.add_argument("--reps", type=int, default=2)
-    ap.add_argument("--new-lora", type=Path, default=None)
+    ap.add_argument("--new-lora", type=Path, default=None, help="default: the profile's pinned adapter")
+    ap.add_argument("--new-layout", choices=LAYOUTS, default="compact")
     ap.add_argument(
         "--old-lora",
         type=Path,
-        default=ROOT / "train" / "artifacts" / "lite-grpo-lora.gguf",
-        help="the legacy-layout adapter (before promotion: the shipped one; after: extract it from git)",
+        default=ROOT / "train" / "artifacts" / "lite-evidence-lora.gguf",
+        help="the baseline adapter (the previously shipped one)",
     )
+    ap.add_argument("--old-layout", choices=LAYOUTS, default="evidence")
     a = ap.parse_args()
-    shipped = a.old_lora
+
+    def reasoning(layout: str, lora: Path | None) -> dict[str, str]:
+        # the transcript follows reasoning (on): both sides run the production defaults but for the model
+        return {"AFFECTSTREAM_REASONING__LAYOUT": layout} | (
+            {"AFFECTSTREAM_REASONING__LORA": str(lora)} if lora else {}
+        )
+
     configs: dict[str, tuple[dict[str, str], list[str]]] = {
-        "off": ({"AFFECTSTREAM_LITE__TRANSCRIPT": "false"}, ["--no-reasoning"]),
-        "legacy": (
-            {
-                "AFFECTSTREAM_LITE__TRANSCRIPT": "false",
-                "AFFECTSTREAM_REASONING__LAYOUT": "legacy",
-                "AFFECTSTREAM_REASONING__LORA": str(shipped),
-            },
-            [],
-        ),
-        "evidence": (
-            {"AFFECTSTREAM_REASONING__LAYOUT": "evidence"}
-            | ({"AFFECTSTREAM_REASONING__LORA": str(a.new_lora)} if a.new_lora else {}),
-            [],
-        ),
+        "off": ({}, ["--no-reasoning"]),  # the fast path alone (no reasoning, so no transcript either)
+        "old": (reasoning(a.old_layout, a.old_lora), []),
+        "new": (reasoning(a.new_layout, a.new_lora), []),
     }
     got: dict[str, dict[str, list[float]]] = {k: {"reason": [], "fast": [], "invalid": []} for k in configs}
     load0 = os.getloadavg()[0]
@@ -109,10 +109,11 @@ def main() -> int:
         "cpus": os.cpu_count(),
         "load_avg_1min_start_end": [round(load0, 2), round(os.getloadavg()[0], 2)],
         "seconds": round(time.time() - t0, 1),
-        "new_lora": None if a.new_lora is None else a.new_lora.name,
+        "old": f"{a.old_layout} + {a.old_lora.name if a.old_lora else 'profile adapter'}",
+        "new": f"{a.new_layout} + {a.new_lora.name if a.new_lora else 'profile adapter'}",
     }
     for name, g in got.items():
-        out[name] = {
+        out[name + "_run"] = {
             "reasoning_n": len(g["reason"]),
             "reasoning_invalid": int(sum(g["invalid"])),
             "reasoning_p50_ms": pct(g["reason"], 50),
@@ -121,13 +122,11 @@ def main() -> int:
             "fast_path_p50_ms": pct(g["fast"], 50),
             "fast_path_p95_ms": pct(g["fast"], 95),
         }
-    lg, ev, off = out["legacy"], out["evidence"], out["off"]
-    if lg["reasoning_p95_ms"] and ev["reasoning_p95_ms"]:  # type: ignore[index]
-        out["ratio_reasoning_p95_legacy_over_evidence"] = round(
-            lg["reasoning_p95_ms"] / ev["reasoning_p95_ms"], 2
-        )  # type: ignore[index]
-    out["ratio_fast_p95_evidence_over_off"] = round(ev["fast_path_p95_ms"] / off["fast_path_p95_ms"], 2)  # type: ignore[index]
-    out["ratio_fast_p95_legacy_over_off"] = round(lg["fast_path_p95_ms"] / off["fast_path_p95_ms"], 2)  # type: ignore[index]
+    old, new, off = out["old_run"], out["new_run"], out["off_run"]
+    if old["reasoning_p95_ms"] and new["reasoning_p95_ms"]:  # type: ignore[index]
+        out["ratio_reasoning_p95_new_over_old"] = round(new["reasoning_p95_ms"] / old["reasoning_p95_ms"], 2)  # type: ignore[index]
+    out["ratio_fast_p95_new_over_off"] = round(new["fast_path_p95_ms"] / off["fast_path_p95_ms"], 2)  # type: ignore[index]
+    out["ratio_fast_p95_old_over_off"] = round(old["fast_path_p95_ms"] / off["fast_path_p95_ms"], 2)  # type: ignore[index]
     print(json.dumps(out, indent=1))
     return 0
 

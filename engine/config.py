@@ -269,9 +269,10 @@ class ReasoningSettings(Section):
         "path's labels keep the cores when both want them; 0 = same priority.",
     )
     grammar: bool = Field(True, description="Constrain output to <think>..</think><answer>LABEL</answer>.")
-    layout: Literal["auto", "evidence", "legacy"] = Field(
+    layout: Literal["auto", "evidence", "compact", "legacy"] = Field(
         "auto",
-        description="Prompt layout: evidence (fixed instruction first, cached prefix) or legacy; auto = the "
+        description="Prompt layout: evidence (fixed instruction first, cached prefix), compact (the same with "
+        "scores in whole percents: fewer tokens) or legacy; auto = the "
         "layout the profile's adapter was trained with (its pin's prompt_layout), else evidence.",
     )
 

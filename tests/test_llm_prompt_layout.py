@@ -6,11 +6,14 @@ import pytest
 from affectstream.engine.labels import EMOTIONS
 from affectstream.engine.llm.prompt import (
     FORMAT_RULE,
+    PERCENT_RULE,
     QUESTION,
     Evidence,
     FaceCue,
     chat_messages,
+    cue_block,
     instruction,
+    percent,
     render_evidence,
 )
 
@@ -55,6 +58,25 @@ def test_cue_block_lines_in_fixed_order_without_fast_label() -> None:
     assert lines[2] == 'Words: "this is ridiculous"'
     assert "Fast model" not in text
     assert "Fast model: happy 0.8." in render_evidence(_full(), include_fast=True)
+
+
+def test_compact_layout_shows_whole_percents_and_shares_its_own_fixed_head() -> None:
+    """`compact`: the same lines with scores in whole percents and no speech ratio (fewer tokens);
+    its instruction says so, and stays identical for every window (the cached prefix)."""
+    text = cue_block(_full(), "compact")
+    lines = text.split("\n")
+    assert lines[0] == "Face: happy 81, neutral 10; smile 70."
+    assert lines[1].startswith("Voice: angry 61, happy 20; pitch 212 Hz, energy") and lines[1].endswith(
+        "arousal 66."
+    )
+    assert "speech" not in lines[1] and lines[2] == 'Words: "this is ridiculous"'
+    assert cue_block(_full(), "evidence") == render_evidence(_full())
+    assert percent(0.976) == "98" and percent(1.7) == "100" and percent(-0.2) == "0"
+    a = _chatml(chat_messages(_full(), layout="compact"))
+    b = _chatml(chat_messages(Evidence(speech=True, arousal=0.2), layout="compact"))
+    head = a[: a.index("Face:")]
+    assert b.startswith(head) and PERCENT_RULE in head
+    assert PERCENT_RULE not in _chatml(chat_messages(_full(), layout="evidence"))
 
 
 def test_absent_modalities_are_marked_none() -> None:

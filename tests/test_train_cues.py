@@ -75,3 +75,36 @@ def test_jsonl_roundtrip(tmp_path) -> None:
 
     with pytest.raises(ValueError, match=r"cues\.jsonl:1"):
         load_jsonl(p)
+
+
+def test_sft_selection_filters_real_windows_only_when_asked() -> None:
+    """`select_sft_samples`: `n_sft` synthetic + every real window; `sft_consistent_only` filters the
+    synthetic ones, `real_consistent_only` the real ones (strongest cue must name the human label);
+    `no_speech_share` adds VAD-miss copies of real windows; the same seed gives the same order."""
+    import dataclasses
+
+    from affectstream.train.cli import select_sft_samples
+    from affectstream.train.cues import consistent
+
+    syn = generate(120, seed=21)
+    real = [
+        dataclasses.replace(s, kind="real", source="real", id=f"r{i}") for i, s in enumerate(generate(80, 22))
+    ]
+    bad_real = [s for s in real if not consistent(s)]
+    assert bad_real and any(not consistent(s) for s in syn[:60])  # both kinds have something to filter
+    pool = syn + real
+
+    keep = select_sft_samples(pool, {"n_sft": 60, "sft_consistent_only": True})
+    assert {s.id for s in keep if s.kind == "real"} == {s.id for s in real}  # real windows stay
+    assert {s.id for s in keep if s.kind != "real"} == {s.id for s in syn[:60] if consistent(s)}
+
+    both = select_sft_samples(pool, {"n_sft": 60, "sft_consistent_only": True, "real_consistent_only": True})
+    assert {s.id for s in both if s.kind == "real"} == {s.id for s in real if consistent(s)}
+    assert all(consistent(s) for s in both)
+
+    d = {"n_sft": 60, "real_consistent_only": True, "no_speech_share": 0.5}
+    a, b = select_sft_samples(pool, d, seed=3), select_sft_samples(pool, d, seed=3)
+    assert [s.id for s in a] == [s.id for s in b]
+    copies = [s for s in a if s.id.endswith("#nospeech")]
+    spoken = [s for s in real if consistent(s) and s.evidence.speech]
+    assert len(copies) == round(0.5 * len(spoken)) and all(s.evidence.speech is False for s in copies)

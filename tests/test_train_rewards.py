@@ -163,6 +163,29 @@ def test_short_targets_are_one_grounded_sentence() -> None:
         target_think(samples[0], "long")
 
 
+def test_compact_targets_are_grounded_and_shorter_than_short_ones() -> None:
+    """`think = "compact"` (the `compact` prompt layout): full grounding reward, one clause group
+    without a closing "So LABEL.", a missing face stated as "no face", and fewer characters than the
+    short style (each generated token is latency)."""
+    from affectstream.train.cues import consistent, generate, target_completion, target_think
+    from affectstream.train.rewards import grounding_reward
+
+    samples = [s for s in generate(200, seed=81) if consistent(s)]
+    assert len(samples) > 60
+    short = compact = 0
+    for s in samples:
+        t = target_completion(s, "compact")
+        assert grounding_reward(t, s.evidence) == 1.0, t
+        assert format_reward(t) == 1.0 and accuracy_reward(t, s.label) == 1.0
+        think = target_think(s, "compact")
+        assert " So " not in think and think.endswith(".") and think.count(". ") == 0, think
+        if not s.evidence.faces:
+            assert think.endswith("; no face."), think
+        compact += len(think)
+        short += len(target_think(s, "short"))
+    assert compact < 0.75 * short
+
+
 def test_no_speech_copies_are_words_first_and_grounded() -> None:
     """`without_speech`: the window as a VAD miss reports it (no voice cues, words kept); its target
     cites the words and the missing face, never the voice, and keeps the human label."""
@@ -195,8 +218,8 @@ def test_targets_cite_numbers_exactly_as_the_prompt_shows_them() -> None:
     nums = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.]*\d)")
     checked = 0
     for s in generate(150, seed=80):
-        shown = set(nums.findall(render_evidence(s.evidence)))
-        for style in ("full", "short"):
+        for style in ("full", "short", "compact"):
+            shown = set(nums.findall(render_evidence(s.evidence, compact=style == "compact")))
             think = target_think(s, style)
             quoted = re.sub(r'"[^"]*"', " ", think)  # the words' own digits are the transcript's
             for n in nums.findall(quoted):

@@ -163,6 +163,36 @@ def save_adapter(model: Any, lora: Any, out_dir: Path, gguf_path: str | None) ->
 # --------------------------------------------------------------------------- stages
 
 
+def select_sft_samples(samples: list[Any], d: dict[str, Any], seed: int = 0) -> list[Any]:
+    """The SFT examples of a cue set under the `[data]` options, shuffled with `seed`.
+
+    - `n_sft`: the first n synthetic samples, plus every real one;
+    - `sft_consistent_only`: synthetic samples only where the strongest cue names the label
+      (`cues.consistent`); real ones stay (their targets cite what was measured, the label is human);
+    - `real_consistent_only`: the same rule for real windows. Why: where the voice head is wrong, a
+      target citing its top score while answering the human label teaches answers the think does not
+      support; run 3 kept them and its answers overrode right fast labels more often than wrong ones;
+    - `no_speech_share`: that share of the real windows again as a VAD miss (`cues.without_speech`).
+    """
+    import random
+
+    from affectstream.train.cues import consistent, without_speech
+
+    n_sft = int(d.get("n_sft", 0))
+    out = samples[:n_sft] + [s for s in samples if s.kind == "real"] if n_sft else list(samples)
+    if d.get("sft_consistent_only"):
+        out = [s for s in out if s.kind == "real" or consistent(s)]
+    if d.get("real_consistent_only"):
+        out = [s for s in out if s.kind != "real" or consistent(s)]
+    rng = random.Random(seed)
+    share = float(d.get("no_speech_share", 0.0))
+    if share > 0:
+        real = [s for s in out if s.kind == "real" and s.evidence.speech]
+        out += [without_speech(s) for s in rng.sample(real, round(share * len(real)))]
+    rng.shuffle(out)
+    return out
+
+
 def run_sft(cfg: dict[str, Any], resume: bool = False) -> Path:
     from affectstream.train.cues import target_completion
     from affectstream.train.model import encode, prompt_text
@@ -173,23 +203,7 @@ def run_sft(cfg: dict[str, Any], resume: bool = False) -> Path:
     model.print_trainable_parameters()
     samples = _samples(cfg, "train")
     d = cfg.get("data", {})
-    n_sft = int(d.get("n_sft", 0))
-    samples = samples[:n_sft] + [s for s in samples if s.kind == "real"] if n_sft else samples
-    if d.get("sft_consistent_only"):  # targets whose strongest cue points to the label (see cues.consistent)
-        from affectstream.train.cues import consistent
-
-        # real windows stay: their target cites what was measured (e.g. prosody alone), the label is human
-        samples = [s for s in samples if s.kind == "real" or consistent(s)]
-    import random
-
-    rng = random.Random(int(cfg.get("model", {}).get("seed", 0)))
-    share = float(d.get("no_speech_share", 0.0))  # real windows also seen as the VAD missed their speech
-    if share > 0:
-        from affectstream.train.cues import without_speech
-
-        real = [s for s in samples if s.kind == "real" and s.evidence.speech]
-        samples += [without_speech(s) for s in rng.sample(real, round(share * len(real)))]
-    rng.shuffle(samples)
+    samples = select_sft_samples(samples, d, seed=int(cfg.get("model", {}).get("seed", 0)))
     _log(f"SFT samples: {len(samples)} ({sum(s.kind == 'real' for s in samples)} real)")
     eos = tok.convert_tokens_to_ids("<|im_end|>")
     layout = _layout(cfg)

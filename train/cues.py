@@ -45,7 +45,7 @@ import numpy as np
 from affectstream.engine.fusion import TrackEvidence, VoiceEvidence, fuse
 from affectstream.engine.labels import EMOTIONS
 from affectstream.engine.llm import grounding
-from affectstream.engine.llm.prompt import Evidence, compact_number, render_prompt
+from affectstream.engine.llm.prompt import Evidence, compact_number, percent, render_prompt
 
 # FER-2013's typical confusions (both directions), used to pick the misleading runner-up.
 CONFUSIONS: dict[str, tuple[str, ...]] = {
@@ -431,28 +431,35 @@ def consistent(sample: CueSample) -> bool:
     return top is not None and modality_label(sample.evidence, top) == sample.label
 
 
-def _describe(ev: Evidence, modality: str) -> str:
+def _describe(ev: Evidence, modality: str, terse: bool = False) -> str:
+    """One cue in words. `terse` (the `compact` think): "voice angry 98, loud and tense" — the
+    numbers as the `compact` prompt shows them, no verbs (every generated token is latency)."""
+    num = percent if terse else compact_number
     if modality == "face":
         lab, sc = ev.faces[0].expressions[0] if ev.faces[0].expressions else ("unclear", 0.0)
         acts = sorted((ev.faces[0].actions or {}).items(), key=lambda kv: -kv[1])
         extra = f" with {acts[0][0].replace('_', ' ')}" if acts and acts[0][1] >= 0.3 else ""
-        return f"the face shows {lab} {compact_number(sc)}{extra}"
+        return f"{'face' if terse else 'the face shows'} {lab} {num(sc)}{extra}"
     if modality == "voice":
         tone = _tone(ev.arousal)
         if ev.voice_scores:
             lab, sc = ev.voice_scores[0]
-            return f"the voice sounds {lab} {compact_number(sc)}" + (f", {tone}" if tone else "")
+            return f"{'voice' if terse else 'the voice sounds'} {lab} {num(sc)}" + (
+                f", {tone}" if tone else ""
+            )
         nums = ", ".join(
             x
             for x in (
                 None if ev.pitch_hz is None else f"pitch {ev.pitch_hz:.0f} Hz",
-                None if ev.arousal is None else f"arousal {compact_number(ev.arousal)}",
+                None if ev.arousal is None else f"arousal {num(ev.arousal)}",
             )
             if x
         )
         return f"the voice is {tone or 'plain'}" + (f" ({nums})" if nums else "")
     we = grounding.word_emotion(ev.transcript)
-    q = _quote(ev.transcript or "")
+    q = _quote(ev.transcript or "", 4 if terse else 6)
+    if terse:
+        return f'words "{q}" sound {we[0]}' if we else f'words "{q}" neutral'
     return f'the words "{q}" sound {we[0]}' if we else f'the words "{q}" are neutral'
 
 
@@ -479,7 +486,7 @@ def without_speech(sample: CueSample) -> CueSample:
     )
 
 
-THINK_STYLES = ("full", "short")
+THINK_STYLES = ("full", "short", "compact")
 
 
 def target_think(sample: CueSample, style: str = "full") -> str:
@@ -489,13 +496,17 @@ def target_think(sample: CueSample, style: str = "full") -> str:
     view"), and ends with the answer; the grounding reward gives every target 1.0 (tested).
     `style="short"`: one sentence — the strongest cue plus the missing face or one supporting cue —
     because on a 2-core CPU every generated token adds to a reasoning budget of 1.5 s.
+    `style="compact"`: the short sentence in fewest tokens, for the `compact` prompt layout — numbers
+    in whole percents as that prompt shows them, no verbs, no closing "So X." (the answer tag says it):
+    "Voice angry 98, loud and tense; no face."
     """
     if style not in THINK_STYLES:
         raise ValueError(f"think style must be one of {THINK_STYLES}, not {style!r}")
     ev = sample.evidence
     have = grounding.present(ev)
     top = grounding.strongest(ev)
-    first = _describe(ev, top) if top else "no face in view and no speech"
+    terse = style == "compact"
+    first = _describe(ev, top, terse) if top else "no face in view and no speech"
     # supporting cues: the one that agrees with the strongest first, then the others
     top_label = modality_label(ev, top) if top else None
     rest = sorted(
@@ -505,7 +516,14 @@ def target_think(sample: CueSample, style: str = "full") -> str:
     second: list[str] = []
     for m in rest:
         lab = modality_label(ev, m)
-        second.append("the words are neutral" if m == "words" and lab is None else _describe(ev, m))
+        neutral = "words neutral" if terse else "the words are neutral"
+        second.append(neutral if m == "words" and lab is None else _describe(ev, m, terse))
+    if terse:
+        if "face" not in have and top is not None:
+            first += "; no face"
+        elif second and modality_label(ev, rest[0]) == top_label:
+            first += "; " + second[0]
+        return f"{first[0].upper() + first[1:]}."
     if style == "short":
         if "face" not in have and top is not None:
             first += "; no face in view"

@@ -18,11 +18,10 @@ import sys
 from pathlib import Path
 
 from affectstream.engine.hashing import sha256_file
+from affectstream.engine.llm.prompt import LAYOUTS
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 PINS = Path(__file__).parent.parent / "export" / "pins" / "lite.json"
-
-
 
 
 def promote(adapter: Path, name: str, layout: str, licence: str | None = None, pins: Path = PINS) -> str:
@@ -58,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("adapter", type=Path)
     ap.add_argument("--name", required=True, help="file name in train/artifacts/")
-    ap.add_argument("--layout", choices=("evidence", "legacy"), required=True)
+    ap.add_argument("--layout", choices=LAYOUTS, required=True)
     ap.add_argument("--licence", default=None)
     a = ap.parse_args(argv)
     try:

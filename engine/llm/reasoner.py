@@ -17,7 +17,7 @@ from affectstream.engine.labels import EMOTIONS
 from affectstream.engine.llm import grounding
 from affectstream.engine.llm.llama import DEFAULT_MAX_TOKENS, Generation
 from affectstream.engine.llm.parse import Parsed, parse_generation
-from affectstream.engine.llm.prompt import DEFAULT_LAYOUT, Evidence, chat_messages, render_evidence
+from affectstream.engine.llm.prompt import DEFAULT_LAYOUT, Evidence, chat_messages, cue_block
 from affectstream.engine.types import ReasoningResult, WindowResult
 
 
@@ -88,7 +88,7 @@ class Reasoner:
             return 0
         empty = Evidence()
         full = self.lm.chat_prompt(chat_messages(empty, self.labels, self.include_fast, layout=self.layout))
-        cues = render_evidence(empty, include_fast=bool(self.include_fast))
+        cues = cue_block(empty, self.layout, include_fast=bool(self.include_fast))
         head = full[: full.find(cues)] if cues in full else ""
         return int(warm(head)) if head else 0
 
