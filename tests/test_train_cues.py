@@ -108,3 +108,34 @@ def test_sft_selection_filters_real_windows_only_when_asked() -> None:
     copies = [s for s in a if s.id.endswith("#nospeech")]
     spoken = [s for s in real if consistent(s) and s.evidence.speech]
     assert len(copies) == round(0.5 * len(spoken)) and all(s.evidence.speech is False for s in copies)
+
+
+def test_analyzer_faces_change_only_the_faces() -> None:
+    """`analyzer_faces`: faces scored as confidently as the FER model often is, with the face mesh's
+    five actions; label, kind, voice and words stay exactly those of the plain sample (own random stream)."""
+    from affectstream.train.cues import target_think
+
+    plain, real_like = generate(200, seed=31), generate(200, seed=31, analyzer_faces=True)
+    tops = []
+    for a, b in zip(plain, real_like, strict=True):
+        assert (a.id, a.label, a.kind) == (b.id, b.label, b.kind)
+        assert (a.evidence.voice_scores, a.evidence.transcript, a.evidence.arousal) == (
+            b.evidence.voice_scores,
+            b.evidence.transcript,
+            b.evidence.arousal,
+        )
+        assert len(a.evidence.faces) == len(b.evidence.faces)
+        for f in b.evidence.faces:
+            assert set(f.actions) == {
+                "smile_width",
+                "eye_open",
+                "brow_raise",
+                "mouth_open",
+                "mouth_corner_lift",
+            }
+            tops.append(f.expressions[0][1])
+        if b.evidence.faces:
+            assert " with " not in target_think(b, "compact")  # compact thinks skip the actions
+    assert not any(f.actions for s in plain for f in s.evidence.faces)
+    assert sum(t >= 0.95 for t in tops) >= 0.2 * len(tops)
+    assert max(f.expressions[0][1] for s in plain for f in s.evidence.faces) < 0.95

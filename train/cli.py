@@ -90,7 +90,13 @@ def _samples(cfg: dict[str, Any], split: str) -> list[Any]:
 
     d = cfg.get("data", {})
     sizes = {k: int(d.get(f"n_{k}", v)) for k, v in (("train", 1200), ("val", 150), ("test", 300))}
-    out = build_splits(sizes["train"], sizes["val"], sizes["test"], bool(d.get("voice_model", True)))[split]
+    out = build_splits(
+        sizes["train"],
+        sizes["val"],
+        sizes["test"],
+        bool(d.get("voice_model", True)),
+        bool(d.get("analyzer_faces", False)),  # faces as the lite analyzer reports them (cues.synth_sample)
+    )[split]
     for extra in d.get(f"{split}_jsonl", []):
         out += load_jsonl(Path(extra).expanduser())
     return out

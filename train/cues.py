@@ -274,10 +274,53 @@ def _voice_evidence(voice: dict[str, Any]) -> VoiceEvidence:
     return VoiceEvidence(voice["speech_ratio"], voice.get("arousal"))
 
 
+def _analyzer_like(frames: np.ndarray, aux: np.random.Generator) -> np.ndarray:
+    """Per-frame expression scores as confident as the FER model often is (0.95–1.0 on a clear face):
+    in 60 % of windows each frame's distribution is sharpened (p^k, k 2.5–6), argmax unchanged."""
+    if aux.random() >= 0.6:
+        return frames
+    sharp = frames ** aux.uniform(2.5, 6.0)
+    return sharp / sharp.sum(axis=1, keepdims=True)
+
+
+def _face_actions(shown: str, aux: np.random.Generator) -> dict[str, float]:
+    """The face mesh's five geometric measures (engine/models/face_mesh.py) for a face showing `shown`.
+
+    Ranges are rough, taken from what the analyzer reports on real faces (a smiling face: smile width
+    ~0.75, eye opening ~0.27, brow raise ~0.2, mouth opening ~0.06) with plausible shifts per
+    expression; they are there so the reasoner has seen an `actions` line, not to carry the label.
+    """
+    wide = shown in ("surprise", "fear")
+    return {
+        "smile_width": round(
+            float(aux.uniform(0.65, 0.85) if shown == "happy" else aux.uniform(0.5, 0.68)), 4
+        ),
+        "eye_open": round(float(aux.uniform(0.3, 0.45) if wide else aux.uniform(0.2, 0.32)), 4),
+        "brow_raise": round(float(aux.uniform(0.28, 0.42) if wide else aux.uniform(0.15, 0.27)), 4),
+        "mouth_open": round(
+            float(aux.uniform(0.12, 0.35) if shown == "surprise" else aux.uniform(0.0, 0.12)), 4
+        ),
+        "mouth_corner_lift": round(
+            float(aux.uniform(0.0, 0.03) if shown == "happy" else aux.uniform(-0.03, 0.01)), 4
+        ),
+    }
+
+
 def synth_sample(
-    index: int, seed: int, kind: str | None = None, label: str | None = None, voice_model: bool = True
+    index: int,
+    seed: int,
+    kind: str | None = None,
+    label: str | None = None,
+    voice_model: bool = True,
+    analyzer_faces: bool = False,
 ) -> CueSample:
-    """One synthetic sample; deterministic in (seed, index). `voice_model`: add voice-model scores."""
+    """One synthetic sample; deterministic in (seed, index). `voice_model`: add voice-model scores.
+
+    `analyzer_faces`: faces as the `lite` analyzer reports them — often saturated expression scores
+    and the face mesh's actions (`_analyzer_like`, `_face_actions`), from their own random stream, so
+    everything else about the sample is unchanged. Why: the default synthetic faces never score above
+    0.9 and carry no actions, while the analyzer's do; a reasoner trained without them misread the
+    bundled sample's `happy 100` face with four actions."""
     py = random.Random(seed * 1_000_003 + index)
     rng = np.random.default_rng([seed, index])
     label = label or py.choice(EMOTIONS)
@@ -294,9 +337,12 @@ def synth_sample(
     n_frames = 8
     tracks: list[TrackEvidence] = []
     faces: list[dict[str, Any]] = []
+    aux = np.random.default_rng([seed, index, 11]) if analyzer_faces else None
     if not hide_face:
         frames = _frames(rng, mean, n_frames)
         det = rng.uniform(0.7, 0.99, size=n_frames)
+        if aux is not None:
+            frames = _analyzer_like(frames, aux)
         tr = TrackEvidence(track=1, probs=frames, det_scores=det, box=(100, 60, 220, 180))
         tracks.append(tr)
         mp = tr.mean_probs()
@@ -310,6 +356,8 @@ def synth_sample(
                 "scores": {k: float(v) for k, v in zip(EMOTIONS, mp, strict=True)},
             }
         )
+        if aux is not None:
+            faces[-1]["actions"] = _face_actions(EMOTIONS[top], aux)
     speaking = kind == "voice_decides" or py.random() < 0.8
     voice: dict[str, Any] | None
     if speaking:
@@ -343,19 +391,22 @@ def synth_sample(
     )
 
 
-def generate(n: int, seed: int, voice_model: bool = True) -> list[CueSample]:
+def generate(n: int, seed: int, voice_model: bool = True, analyzer_faces: bool = False) -> list[CueSample]:
     """`n` synthetic samples from `seed` (same inputs → same samples, on every machine)."""
-    return [synth_sample(i, seed, voice_model=voice_model) for i in range(n)]
+    return [synth_sample(i, seed, voice_model=voice_model, analyzer_faces=analyzer_faces) for i in range(n)]
 
 
 def build_splits(
-    n_train: int = 1200, n_val: int = 150, n_test: int = 300, voice_model: bool = True
+    n_train: int = 1200,
+    n_val: int = 150,
+    n_test: int = 300,
+    voice_model: bool = True,
+    analyzer_faces: bool = False,
 ) -> dict[str, list[CueSample]]:
     """The fixed synthetic splits (disjoint seeds), sizes as given."""
     return {
-        "train": generate(n_train, SPLIT_SEEDS["train"], voice_model),
-        "val": generate(n_val, SPLIT_SEEDS["val"], voice_model),
-        "test": generate(n_test, SPLIT_SEEDS["test"], voice_model),
+        k: generate(n, SPLIT_SEEDS[k], voice_model, analyzer_faces)
+        for k, n in (("train", n_train), ("val", n_val), ("test", n_test))
     }
 
 
@@ -438,7 +489,7 @@ def _describe(ev: Evidence, modality: str, terse: bool = False) -> str:
     if modality == "face":
         lab, sc = ev.faces[0].expressions[0] if ev.faces[0].expressions else ("unclear", 0.0)
         acts = sorted((ev.faces[0].actions or {}).items(), key=lambda kv: -kv[1])
-        extra = f" with {acts[0][0].replace('_', ' ')}" if acts and acts[0][1] >= 0.3 else ""
+        extra = f" with {acts[0][0].replace('_', ' ')}" if acts and acts[0][1] >= 0.3 and not terse else ""
         return f"{'face' if terse else 'the face shows'} {lab} {num(sc)}{extra}"
     if modality == "voice":
         tone = _tone(ev.arousal)
