@@ -139,3 +139,12 @@ def test_analyzer_faces_change_only_the_faces() -> None:
     assert not any(f.actions for s in plain for f in s.evidence.faces)
     assert sum(t >= 0.95 for t in tops) >= 0.2 * len(tops)
     assert max(f.expressions[0][1] for s in plain for f in s.evidence.faces) < 0.95
+
+
+def test_analyzer_faces_share() -> None:
+    """A float `analyzer_faces` applies to that share of samples; True is the same as 1.0."""
+    every = generate(60, seed=32, analyzer_faces=True)
+    assert [s.to_dict() for s in every] == [s.to_dict() for s in generate(60, seed=32, analyzer_faces=1.0)]
+    half = [s for s in generate(300, seed=32, analyzer_faces=0.5) if s.evidence.faces]
+    with_actions = sum(bool(s.evidence.faces[0].actions) for s in half)
+    assert 0.35 * len(half) < with_actions < 0.65 * len(half)

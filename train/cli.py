@@ -95,7 +95,9 @@ def _samples(cfg: dict[str, Any], split: str) -> list[Any]:
         sizes["val"],
         sizes["test"],
         bool(d.get("voice_model", True)),
-        bool(d.get("analyzer_faces", False)),  # faces as the lite analyzer reports them (cues.synth_sample)
+        float(
+            d.get("analyzer_faces", 0.0)
+        ),  # share of faces as the lite analyzer reports them (cues.synth_sample)
     )[split]
     for extra in d.get(f"{split}_jsonl", []):
         out += load_jsonl(Path(extra).expanduser())

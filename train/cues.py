@@ -312,11 +312,11 @@ def synth_sample(
     kind: str | None = None,
     label: str | None = None,
     voice_model: bool = True,
-    analyzer_faces: bool = False,
+    analyzer_faces: bool | float = False,
 ) -> CueSample:
     """One synthetic sample; deterministic in (seed, index). `voice_model`: add voice-model scores.
 
-    `analyzer_faces`: faces as the `lite` analyzer reports them — often saturated expression scores
+    `analyzer_faces`: faces as the `lite` analyzer reports them (a float: in that share of samples) — often saturated expression scores
     and the face mesh's actions (`_analyzer_like`, `_face_actions`), from their own random stream, so
     everything else about the sample is unchanged. Why: the default synthetic faces never score above
     0.9 and carry no actions, while the analyzer's do; a reasoner trained without them misread the
@@ -337,7 +337,10 @@ def synth_sample(
     n_frames = 8
     tracks: list[TrackEvidence] = []
     faces: list[dict[str, Any]] = []
-    aux = np.random.default_rng([seed, index, 11]) if analyzer_faces else None
+    share = float(analyzer_faces)  # True = every sample; a float = that share of samples
+    aux = np.random.default_rng([seed, index, 11]) if share > 0 else None
+    if aux is not None and share < 1 and np.random.default_rng([seed, index, 13]).random() >= share:
+        aux = None
     if not hide_face:
         frames = _frames(rng, mean, n_frames)
         det = rng.uniform(0.7, 0.99, size=n_frames)
@@ -391,7 +394,9 @@ def synth_sample(
     )
 
 
-def generate(n: int, seed: int, voice_model: bool = True, analyzer_faces: bool = False) -> list[CueSample]:
+def generate(
+    n: int, seed: int, voice_model: bool = True, analyzer_faces: bool | float = False
+) -> list[CueSample]:
     """`n` synthetic samples from `seed` (same inputs → same samples, on every machine)."""
     return [synth_sample(i, seed, voice_model=voice_model, analyzer_faces=analyzer_faces) for i in range(n)]
 
@@ -401,7 +406,7 @@ def build_splits(
     n_val: int = 150,
     n_test: int = 300,
     voice_model: bool = True,
-    analyzer_faces: bool = False,
+    analyzer_faces: bool | float = False,
 ) -> dict[str, list[CueSample]]:
     """The fixed synthetic splits (disjoint seeds), sizes as given."""
     return {
