@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from affectstream.train.rewards import (
     accuracy_reward,
@@ -139,20 +141,30 @@ def test_sft_targets_are_grounded_and_short() -> None:
         assert len(t.split("</think>")[0].split()) <= 40  # short: decode time is latency
 
 
-def test_short_targets_are_one_grounded_sentence() -> None:
-    """`think = "short"` targets: still full grounding reward (strongest named, nothing absent claimed),
-    one sentence before "So LABEL.", and shorter than the full style (decode time is latency)."""
+def _grounded_targets(seed: int, style: str) -> list[tuple[Any, str]]:
+    """Label-consistent synthetic samples with their `style` thinks; every target is checked to earn the
+    full grounding reward (strongest named, nothing absent claimed), format and accuracy rewards."""
     from affectstream.train.cues import consistent, generate, target_completion, target_think
     from affectstream.train.rewards import grounding_reward
 
-    samples = [s for s in generate(200, seed=78) if consistent(s)]
+    samples = [s for s in generate(200, seed=seed) if consistent(s)]
     assert len(samples) > 60
-    full = short = 0
+    out = []
     for s in samples:
-        t = target_completion(s, "short")
+        t = target_completion(s, style)
         assert grounding_reward(t, s.evidence) == 1.0, t
         assert format_reward(t) == 1.0 and accuracy_reward(t, s.label) == 1.0
-        think = target_think(s, "short")
+        out.append((s, target_think(s, style)))
+    return out
+
+
+def test_short_targets_are_one_grounded_sentence() -> None:
+    """`think = "short"` targets: fully grounded, one sentence before "So LABEL.", and shorter than the
+    full style (decode time is latency)."""
+    from affectstream.train.cues import target_think
+
+    full = short = 0
+    for s, think in _grounded_targets(78, "short"):
         assert think.endswith(f". So {s.label}.") and think.count(". ") == 1, think
         if not s.evidence.faces:
             assert "no face in view" in think
@@ -160,24 +172,17 @@ def test_short_targets_are_one_grounded_sentence() -> None:
         full += len(target_think(s).split())
     assert short < 0.8 * full
     with pytest.raises(ValueError, match="think style"):
-        target_think(samples[0], "long")
+        target_think(s, "long")
 
 
 def test_compact_targets_are_grounded_and_shorter_than_short_ones() -> None:
-    """`think = "compact"` (the `compact` prompt layout): full grounding reward, one clause group
-    without a closing "So LABEL.", a missing face stated as "no face", and fewer characters than the
-    short style (each generated token is latency)."""
-    from affectstream.train.cues import consistent, generate, target_completion, target_think
-    from affectstream.train.rewards import grounding_reward
+    """`think = "compact"` (the `compact` prompt layout): fully grounded, one clause group without a
+    closing "So LABEL.", a missing face stated as "no face", and fewer characters than the short style
+    (each generated token is latency)."""
+    from affectstream.train.cues import target_think
 
-    samples = [s for s in generate(200, seed=81) if consistent(s)]
-    assert len(samples) > 60
     short = compact = 0
-    for s in samples:
-        t = target_completion(s, "compact")
-        assert grounding_reward(t, s.evidence) == 1.0, t
-        assert format_reward(t) == 1.0 and accuracy_reward(t, s.label) == 1.0
-        think = target_think(s, "compact")
+    for s, think in _grounded_targets(81, "compact"):
         assert " So " not in think and think.endswith(".") and think.count(". ") == 0, think
         if not s.evidence.faces:
             assert think.endswith("; no face."), think
