@@ -90,15 +90,9 @@ def _samples(cfg: dict[str, Any], split: str) -> list[Any]:
 
     d = cfg.get("data", {})
     sizes = {k: int(d.get(f"n_{k}", v)) for k, v in (("train", 1200), ("val", 150), ("test", 300))}
-    out = build_splits(
-        sizes["train"],
-        sizes["val"],
-        sizes["test"],
-        bool(d.get("voice_model", True)),
-        float(
-            d.get("analyzer_faces", 0.0)
-        ),  # share of faces as the lite analyzer reports them (cues.synth_sample)
-    )[split]
+    faces = float(d.get("analyzer_faces", 0.0))  # share of faces as the lite analyzer reports them
+    voice = bool(d.get("voice_model", True))
+    out = build_splits(sizes["train"], sizes["val"], sizes["test"], voice, faces)[split]
     for extra in d.get(f"{split}_jsonl", []):
         out += load_jsonl(Path(extra).expanduser())
     return out

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 from affectstream.engine.labels import EMOTIONS
 
+# what a think may contain, in both GBNF and Python regex syntax: anything but "<" and control bytes
+THINK_CLASS = "[^<\\x00-\\x08]"
 DEFAULT_THINK_CHARS = 200  # ≈ 45–60 tokens of English; the latency goal is a ≤ 64-token think
 
 
@@ -42,7 +44,7 @@ def build_grammar(
     alts = " | ".join(_literal(x) for x in labels)
     return (
         'root ::= "<think>" think "</think>" "\\n"? "<answer>" label "</answer>"\n'
-        f"think ::= [^<\\x00-\\x08]{{{min_think_chars},{max_think_chars}}}\n"
+        f"think ::= {THINK_CLASS}{{{min_think_chars},{max_think_chars}}}\n"
         f"label ::= {alts}\n"
     )
 
@@ -67,5 +69,5 @@ def matches(
     the per-token grammar pass in that (common) case.
     """
     alts = "|".join(re.escape(str(x)) for x in labels)
-    think = f"[^<\\x00-\\x08]{{{min_think_chars},{max_think_chars}}}"
+    think = f"{THINK_CLASS}{{{min_think_chars},{max_think_chars}}}"
     return re.fullmatch(f"<think>{think}</think>\\n?<answer>(?:{alts})</answer>", text, re.DOTALL) is not None

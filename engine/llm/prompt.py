@@ -206,10 +206,7 @@ def render_cues(evidence: Evidence, include_fast: bool = True) -> str:
             parts.append(f"arousal {compact_number(evidence.arousal)}")
         lines.append("Voice: " + (", ".join(parts) or "speech") + ".")
     if evidence.transcript:
-        t = " ".join(evidence.transcript.split())
-        if len(t) > MAX_TRANSCRIPT_CHARS:
-            t = t[: MAX_TRANSCRIPT_CHARS - 3].rstrip() + "..."
-        lines.append(f'Words: "{t}"')
+        lines.append(f'Words: "{_transcript(evidence.transcript)}"')
     if include_fast and evidence.fast_label is not None:
         fs = "" if evidence.fast_score is None else f" {compact_number(evidence.fast_score)}"
         lines.append(f"Fast model: {evidence.fast_label}{fs}.")

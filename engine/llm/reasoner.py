@@ -40,7 +40,7 @@ class ReasonerStats:
     invalid: int = 0  # parsed but no usable label (only possible with grammar off)
     errors: int = 0  # the runtime raised
     forced_close: int = 0  # the token budget ran out inside <think> and we closed it
-    constrained: int = 0  # the free pass left the grammar's language and was decoded again under it
+    constrained: int = 0  # decoded under the grammar: the free pass left its language (or was skipped)
     agree_fast: int = 0  # valid answers equal to the fast label
     ungrounded: int = 0  # thinks that cite a modality the window did not have
 

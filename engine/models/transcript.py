@@ -116,30 +116,27 @@ class Transcriber:
         self.done = 0
         self._thread: threading.Thread | None = None
         if start:
-            ready: list[BaseException | None] = []
-            loaded = threading.Event()
-            self._thread = threading.Thread(
-                target=self._run, args=(ready, loaded), name="transcriber", daemon=True
-            )
+            self._loaded = threading.Event()
+            self._load_error: Exception | None = None
+            self._thread = threading.Thread(target=self._run, name="transcriber", daemon=True)
             self._thread.start()
-            loaded.wait()
-            if ready and ready[0] is not None:
+            self._loaded.wait()
+            if self._load_error is not None:
                 self._thread.join()
                 self._thread = None
-                raise ModelFileError(f"whisper model in {model_dir} failed to load: {ready[0]}") from ready[0]
+                err = self._load_error
+                raise ModelFileError(f"whisper model in {model_dir} failed to load: {err}") from err
 
-    def _run(self, ready: list[BaseException | None], loaded: threading.Event) -> None:
+    def _run(self) -> None:
         """The transcript thread: lower its priority, load the model here, then serve the queue."""
         lower_thread_priority(self.nice)
         try:
             self.model = self._load()
-            ready.append(None)
-        except Exception as e:  # reported by __init__, which waits for this
-            ready.append(e)
-            return
-        finally:
-            loaded.set()
-        self._loop()
+        except Exception as e:  # raised by __init__, which waits for this
+            self._load_error = e
+        self._loaded.set()
+        if self._load_error is None:
+            self._loop()
 
     def transcribe(self, audio: np.ndarray) -> str:
         """Transcribe 16 kHz mono float32 audio (greedy, VAD-free: the caller already knows it is speech)."""
