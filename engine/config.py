@@ -249,7 +249,14 @@ class LiteSettings(Section):
         ge=0,
         le=19,
         description="How much lower the transcript thread's CPU priority is (Linux nice steps, Whisper's "
-        "own threads included): the fast path keeps the cores when both want them; 0 = same priority.",
+        "own threads included) when `transcript_idle` is off: the fast path keeps the cores when both "
+        "want them; 0 = same priority.",
+    )
+    transcript_idle: bool = Field(
+        True,
+        description="Run the transcript thread (and Whisper's own threads) under Linux SCHED_IDLE: only on "
+        "CPU time the fast path leaves unused. Under sustained full load transcripts then nearly stop; "
+        "off: `transcript_nice` applies.",
     )
 
 
@@ -265,14 +272,21 @@ class ReasoningSettings(Section):
         10,
         ge=0,
         le=19,
-        description="How much lower the reasoning thread's CPU priority is (Linux nice steps): the fast "
-        "path's labels keep the cores when both want them; 0 = same priority.",
+        description="How much lower the reasoning thread's CPU priority is (Linux nice steps) when `idle` is "
+        "off: the fast path's labels keep the cores when both want them; 0 = same priority.",
+    )
+    idle: bool = Field(
+        True,
+        description="Run the reasoning thread under Linux SCHED_IDLE: only on CPU time the fast path leaves "
+        "unused (the labels never wait for the LLM). Under sustained full load reasoning then nearly "
+        "stops; off: `nice` applies.",
     )
     grammar: bool = Field(True, description="Constrain output to <think>..</think><answer>LABEL</answer>.")
-    layout: Literal["auto", "evidence", "compact", "legacy"] = Field(
+    layout: Literal["auto", "evidence", "compact", "ranked", "legacy"] = Field(
         "auto",
         description="Prompt layout: evidence (fixed instruction first, cached prefix), compact (the same with "
-        "scores in whole percents: fewer tokens) or legacy; auto = the "
+        "scores in whole percents: fewer tokens), ranked (compact with the cue lines strongest first) or "
+        "legacy; auto = the "
         "layout the profile's adapter was trained with (its pin's prompt_layout), else evidence.",
     )
 

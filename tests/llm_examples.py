@@ -9,7 +9,7 @@ one ambiguous, so an accuracy figure over them is a rough floor check — not a 
 
 from __future__ import annotations
 
-from affectstream.engine.llm.prompt import Evidence, FaceCue
+from affectstream.engine.llm.evidence import Evidence, FaceCue
 
 
 def _ev(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from affectstream.engine.llm import grounding
-from affectstream.engine.llm.prompt import Evidence, FaceCue
+from affectstream.engine.llm.evidence import Evidence, FaceCue
 
 
 def _ev(face: float | None = None, voice: float | None = None, words: str | None = None) -> Evidence:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 from affectstream.engine.labels import EMOTIONS
+from affectstream.engine.llm import grounding
+from affectstream.engine.llm.evidence import Evidence, FaceCue
 from affectstream.engine.llm.prompt import (
     FORMAT_RULE,
     PERCENT_RULE,
     QUESTION,
-    Evidence,
-    FaceCue,
+    RANK_RULE,
     chat_messages,
     cue_block,
     instruction,
@@ -77,6 +78,27 @@ def test_compact_layout_shows_whole_percents_and_shares_its_own_fixed_head() -> 
     head = a[: a.index("Face:")]
     assert b.startswith(head) and PERCENT_RULE in head
     assert PERCENT_RULE not in _chatml(chat_messages(_full(), layout="evidence"))
+
+
+def test_ranked_layout_puts_the_strongest_present_modality_first_and_absent_ones_last() -> None:
+    """`ranked`: the compact lines reordered by grounding's weights, so the line a think should cite
+    first is the first line; a modality the window lacks comes after every present one."""
+    full = _full()  # face 0.81 > words 0.8 (an emotion word) > voice 0.61
+    assert [ln.split(":")[0] for ln in cue_block(full, "ranked").split("\n")] == ["Face", "Words", "Voice"]
+    assert sorted(cue_block(full, "ranked").split("\n")) == sorted(cue_block(full, "compact").split("\n"))
+    full.voice_scores = [("angry", 0.9)]
+    assert grounding.strongest(full) == "voice"
+    assert cue_block(full, "ranked").split("\n")[0].startswith("Voice: angry 90")
+    faceless = Evidence(speech=True, voice_scores=[("sad", 0.7)], transcript="the door is open")
+    assert cue_block(faceless, "ranked") == (
+        'Voice: sad 70.\nWords: "the door is open"\nFace: none.'
+    )  # neutral words (0.1) still rank above an absent face
+    silent = Evidence(faces=[FaceCue(1, [("fear", 0.2)])], speech=False)
+    assert cue_block(silent, "ranked") == "Face: fear 20.\nVoice: none (no speech).\nWords: none."
+    assert cue_block(Evidence(), "ranked") == "Face: none.\nVoice: none.\nWords: none."
+    head = _chatml(chat_messages(full, layout="ranked"))
+    assert RANK_RULE in head and PERCENT_RULE in head
+    assert RANK_RULE not in _chatml(chat_messages(full, layout="compact"))
 
 
 def test_absent_modalities_are_marked_none() -> None:

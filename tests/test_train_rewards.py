@@ -85,7 +85,7 @@ def test_total_and_group() -> None:
 
 
 def _audio_only():
-    from affectstream.engine.llm.prompt import Evidence
+    from affectstream.engine.llm.evidence import Evidence
 
     return Evidence(
         speech=True, speech_ratio=0.8, arousal=0.8, voice_scores=[("angry", 0.61), ("happy", 0.2)]

@@ -129,7 +129,7 @@ def build(
     that speaker (cross-fitting). Without it, train-fold clips are scored by a head that heard their
     speakers, and the reasoner learns to copy near-perfect voice scores it will never see live."""
     from affectstream.engine.lite import LiteAnalyzer
-    from affectstream.engine.llm.prompt import Evidence
+    from affectstream.engine.llm.evidence import Evidence
     from affectstream.engine.types import Window
     from affectstream.train.cues import CueSample, save_jsonl
 

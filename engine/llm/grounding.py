@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from affectstream.engine.llm.prompt import Evidence
+from affectstream.engine.llm.evidence import Evidence
 
 MODALITIES = ("face", "voice", "words")
 TERMS: dict[str, tuple[str, ...]] = {

@@ -15,9 +15,10 @@ from typing import Protocol
 
 from affectstream.engine.labels import EMOTIONS
 from affectstream.engine.llm import grounding
+from affectstream.engine.llm.evidence import Evidence
 from affectstream.engine.llm.llama import DEFAULT_MAX_TOKENS, Generation
 from affectstream.engine.llm.parse import Parsed, parse_generation
-from affectstream.engine.llm.prompt import DEFAULT_LAYOUT, Evidence, chat_messages, cue_block
+from affectstream.engine.llm.prompt import DEFAULT_LAYOUT, chat_messages, cue_block
 from affectstream.engine.types import ReasoningResult, WindowResult
 
 
