@@ -173,6 +173,7 @@ class LiteAnalyzer(AnalyzerBase):
         threads: int = 1,
         transcript: bool = False,
         transcript_nice: int = 0,
+        transcript_idle: bool = False,
         runtime: str = "auto",
         cache_frames: int = 1024,
         verify: bool = True,
@@ -219,7 +220,9 @@ class LiteAnalyzer(AnalyzerBase):
         if transcript and self.prof.has("whisper"):
             from affectstream.engine.models.transcript import Transcriber
 
-            self.transcriber = Transcriber(self.prof.path("whisper"), threads=1, nice=transcript_nice)
+            self.transcriber = Transcriber(
+                self.prof.path("whisper"), threads=1, nice=transcript_nice, idle=transcript_idle
+            )
         # the trained speech-emotion head (when the profile ships it, or `voice_head` names a retrained one)
         self.voice_emotion: Any = None
         self.voice_emotion_error: str | None = None
@@ -288,6 +291,7 @@ class LiteAnalyzer(AnalyzerBase):
                 "threads",
                 "transcript",
                 "transcript_nice",
+                "transcript_idle",
                 "actions",
                 "voice_model",
                 "voice_head",

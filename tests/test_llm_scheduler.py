@@ -137,23 +137,31 @@ async def test_fast_path_keeps_publishing_while_generations_run(llama_model: Lla
 
 
 async def test_reasoner_thread_runs_at_lower_priority(llama_model: LlamaCppLM) -> None:
-    """`reasoning.nice`: the generation runs in a thread whose nice value is raised by that much (Linux
-    per-thread priority), so the fast path keeps the cores; the engine's own threads are untouched."""
+    """`reasoning.nice` / `reasoning.idle`: the generation runs in a thread whose nice value is raised by
+    that much, or that runs under SCHED_IDLE (Linux per-thread priority), so the fast path keeps the
+    cores; the engine's own threads are untouched."""
     import os
     import threading
 
     class Probe(Reasoner):
-        seen: list[int]
+        seen: list[tuple[int, int]]
 
         def reason(self, result: WindowResult) -> ReasoningResult:
-            self.seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            tid = threading.get_native_id()
+            self.seen.append((os.getpriority(os.PRIO_PROCESS, tid), os.sched_getscheduler(tid)))
             return super().reason(result)
 
     base = os.getpriority(os.PRIO_PROCESS, 0)
-    for nice, want in ((5, min(19, base + 5)), (0, base)):
+    policy = os.sched_getscheduler(0)
+    cases = (
+        (5, False, (min(19, base + 5), policy)),
+        (0, False, (base, policy)),
+        (5, True, (base, os.SCHED_IDLE)),  # idle wins; nice is the fallback where SCHED_IDLE is refused
+    )
+    for nice, idle, want in cases:
         probe = Probe(llama_model, max_tokens=4)
         probe.seen = []
-        sched = ReasoningScheduler([probe], nice=nice)
+        sched = ReasoningScheduler([probe], nice=nice, idle=idle)
         try:
             assert await sched.submit(_result("happy", 0))
             await sched.drain(60)
@@ -161,3 +169,4 @@ async def test_reasoner_thread_runs_at_lower_priority(llama_model: LlamaCppLM) -
             await sched.aclose()
         assert probe.seen == [want]
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
+    assert os.sched_getscheduler(0) == policy

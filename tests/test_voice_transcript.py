@@ -106,7 +106,8 @@ def _thread_nices() -> dict[int, int]:
 )
 def test_transcript_threads_run_at_lower_priority(lite_prof, beckett, tmp_path):
     """`lite.transcript_nice`: the transcript thread and the CTranslate2 threads it starts run that many
-    nice steps lower (so Whisper yields the cores to the fast path); the caller's threads keep theirs."""
+    nice steps lower (so Whisper yields the cores to the fast path), or under SCHED_IDLE with
+    `transcript_idle`; the caller's threads keep theirs."""
     import os
 
     from affectstream.engine.models.transcript import Transcriber
@@ -122,6 +123,19 @@ def test_transcript_threads_run_at_lower_priority(lite_prof, beckett, tmp_path):
         assert len(new) >= 2, new  # the transcript thread and at least one CTranslate2 worker
         assert set(new.values()) == {min(19, base + 5)}, new
         assert os.getpriority(os.PRIO_PROCESS, 0) == base
+    finally:
+        t.close()
+    # `lite.transcript_idle`: the same threads under SCHED_IDLE instead, the caller's policy unchanged
+    policy = os.sched_getscheduler(0)
+    before = _thread_nices()
+    t = Transcriber(lite_prof.path("whisper"), threads=1, min_interval_s=0.0, nice=5, idle=True)
+    try:
+        assert t.submit("s1", 0, beckett[: 16000 * 2])
+        assert t.wait_for("s1", 0, timeout=60) is not None
+        new_ids = [tid for tid in _thread_nices() if tid not in before]
+        assert len(new_ids) >= 2, new_ids
+        assert {os.sched_getscheduler(tid) for tid in new_ids} == {os.SCHED_IDLE}
+        assert os.sched_getscheduler(0) == policy
     finally:
         t.close()
     broken = tmp_path / "whisper"  # every file present, none a model: the load fails inside the thread

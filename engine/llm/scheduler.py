@@ -91,6 +91,7 @@ class ReasoningScheduler:
         on_result: ResultCallback | None = None,
         owns_models: bool = False,
         nice: int = 0,
+        idle: bool = False,
     ) -> None:
         if not reasoners:
             raise ValueError("scheduler needs at least one reasoner")
@@ -103,7 +104,7 @@ class ReasoningScheduler:
             max_workers=len(reasoners),
             thread_name_prefix="reasoner",
             initializer=lower_thread_priority,
-            initargs=(nice,),
+            initargs=(nice, idle),
         )
         self.every_n = every_n
         self.on_change = on_change
@@ -285,4 +286,5 @@ def build_lite_slow_path(settings: Any, profile: Any, on_result: ResultCallback)
         on_result=on_result,
         owns_models=True,
         nice=int(getattr(rs, "nice", 0)),
+        idle=bool(getattr(rs, "idle", False)),
     )

@@ -84,10 +84,12 @@ class Transcriber:
         language: str | None = "en",
         start: bool = True,
         nice: int = 0,
+        idle: bool = False,
     ) -> None:
-        """`nice`: how much lower the transcript thread's CPU priority is (Linux). With `start`, the
-        model is loaded inside that thread, so CTranslate2's worker threads (created at load) inherit
-        the lower priority too; a load error is raised here all the same."""
+        """`nice`: how much lower the transcript thread's CPU priority is (Linux); `idle`: SCHED_IDLE
+        instead (engine/priority.py). With `start`, the model is loaded inside that thread, so
+        CTranslate2's worker threads (created at load) inherit the lower priority too; a load error is
+        raised here all the same."""
         model_dir = Path(model_dir)
         missing = [f for f in REQUIRED_FILES if not (model_dir / f).is_file()]
         if missing:
@@ -105,6 +107,7 @@ class Transcriber:
         )
         self.model: Any = None if start else self._load()
         self.nice = int(nice)
+        self.idle = bool(idle)
         self.language = language
         self.min_interval_s = float(min_interval_s)
         self._queue: collections.deque[tuple[str, int, np.ndarray]] = collections.deque(maxlen=max_queue)
@@ -129,7 +132,7 @@ class Transcriber:
 
     def _run(self) -> None:
         """The transcript thread: lower its priority, load the model here, then serve the queue."""
-        lower_thread_priority(self.nice)
+        lower_thread_priority(self.nice, self.idle)
         try:
             self.model = self._load()
         except Exception as e:  # raised by __init__, which waits for this
