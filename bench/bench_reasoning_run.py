@@ -2,13 +2,18 @@
 adapter against a new one, with the fast path alone as the reference.
 
     python bench/bench_reasoning_run.py [--clip examples/sample.mp4] [--reps 2] \
-        [--new-lora RUN/sft/adapter.gguf] [--new-layout compact] [--old-lora A.gguf] [--old-layout evidence]
+        [--new-lora RUN/sft/adapter.gguf] [--new-layout LAYOUT] [--old-lora A.gguf] [--old-layout evidence] \
+        [--attribute] [--nice-baseline]
 
-Three configurations, each run `--reps` times, interleaved (A, B, C, A, B, C) so machine load hits all:
+Three configurations (more with the options below), each run `--reps` times, interleaved (A, B, C, A, B,
+C) so machine load hits all:
 - `off`: `--no-reasoning` (the fast path alone; the transcript follows reasoning, so it is off too);
 - `old`: the baseline layout + adapter (default: `evidence` + train/artifacts/lite-evidence-lora.gguf,
   the adapter shipped before the `compact` one), transcript on;
-- `new`: `--new-layout` + `--new-lora` (default: `compact` + the profile's pinned adapter), transcript on.
+- `new`: `--new-layout` + `--new-lora` (default: the profile's pinned adapter in its layout), transcript on.
+`--attribute` adds `words` (transcript on, no reasoning) and `llm` (new reasoning, transcript off) to split
+the fast path's cost between Whisper and the LLM; `--nice-baseline` adds `nice` (new reasoning with the
+slow-path threads at nice 10 instead of SCHED_IDLE).
 Every window is offered to the reasoner (`reasoning.every_n = 1`); one generation in flight per stream,
 the others are skipped and counted, as in production. Latencies come from the published messages
 (`--jsonl`): `reasoning.latency_ms` and `window.latency_ms.fast_path`. Prints one JSON object with
@@ -73,7 +78,9 @@ def main() -> int:
     ap.add_argument("--clip", type=Path, default=ROOT / "examples" / "sample.mp4")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--new-lora", type=Path, default=None, help="default: the profile's pinned adapter")
-    ap.add_argument("--new-layout", choices=LAYOUTS, default="compact")
+    ap.add_argument(
+        "--new-layout", choices=LAYOUTS, default=None, help="default: the pinned adapter's layout"
+    )
     ap.add_argument(
         "--old-lora",
         type=Path,
@@ -81,11 +88,24 @@ def main() -> int:
         help="the baseline adapter (the previously shipped one)",
     )
     ap.add_argument("--old-layout", choices=LAYOUTS, default="evidence")
+    ap.add_argument(
+        "--attribute",
+        action="store_true",
+        help="two more configurations to split the fast path's cost: `words` (transcript on, no reasoning) "
+        "and `llm` (the new reasoning with the transcript off)",
+    )
+    ap.add_argument(
+        "--nice-baseline",
+        action="store_true",
+        help="one more configuration, `nice`: the new reasoning with the slow-path threads at nice 10 "
+        "instead of SCHED_IDLE (reasoning.idle / lite.transcript_idle off; the default before 2026-12-05)",
+    )
     a = ap.parse_args()
 
-    def reasoning(layout: str, lora: Path | None) -> dict[str, str]:
-        # the transcript follows reasoning (on): both sides run the production defaults but for the model
-        return {"AFFECTSTREAM_REASONING__LAYOUT": layout} | (
+    def reasoning(layout: str | None, lora: Path | None) -> dict[str, str]:
+        # the transcript follows reasoning (on): both sides run the production defaults but for the model;
+        # no layout: the engine's `auto` (the pinned adapter's layout)
+        return ({"AFFECTSTREAM_REASONING__LAYOUT": layout} if layout else {}) | (
             {"AFFECTSTREAM_REASONING__LORA": str(lora)} if lora else {}
         )
 
@@ -94,6 +114,15 @@ def main() -> int:
         "old": (reasoning(a.old_layout, a.old_lora), []),
         "new": (reasoning(a.new_layout, a.new_lora), []),
     }
+    if a.attribute:  # which of the two slow-path loads (Whisper, the LLM) costs the fast path what
+        configs["words"] = ({"AFFECTSTREAM_LITE__TRANSCRIPT": "true"}, ["--no-reasoning"])
+        configs["llm"] = (
+            reasoning(a.new_layout, a.new_lora) | {"AFFECTSTREAM_LITE__TRANSCRIPT": "false"},
+            [],
+        )
+    if a.nice_baseline:
+        no_idle = {"AFFECTSTREAM_REASONING__IDLE": "false", "AFFECTSTREAM_LITE__TRANSCRIPT_IDLE": "false"}
+        configs["nice"] = (reasoning(a.new_layout, a.new_lora) | no_idle, [])
     got: dict[str, dict[str, list[float]]] = {k: {"reason": [], "fast": [], "invalid": []} for k in configs}
     load0 = os.getloadavg()[0]
     t0 = time.time()
@@ -110,7 +139,7 @@ def main() -> int:
         "load_avg_1min_start_end": [round(load0, 2), round(os.getloadavg()[0], 2)],
         "seconds": round(time.time() - t0, 1),
         "old": f"{a.old_layout} + {a.old_lora.name if a.old_lora else 'profile adapter'}",
-        "new": f"{a.new_layout} + {a.new_lora.name if a.new_lora else 'profile adapter'}",
+        "new": f"{a.new_layout or 'pinned layout'} + {a.new_lora.name if a.new_lora else 'profile adapter'}",
     }
     for name, g in got.items():
         out[name + "_run"] = {
@@ -127,6 +156,10 @@ def main() -> int:
         out["ratio_reasoning_p95_new_over_old"] = round(new["reasoning_p95_ms"] / old["reasoning_p95_ms"], 2)  # type: ignore[index]
     out["ratio_fast_p95_new_over_off"] = round(new["fast_path_p95_ms"] / off["fast_path_p95_ms"], 2)  # type: ignore[index]
     out["ratio_fast_p95_old_over_off"] = round(old["fast_path_p95_ms"] / off["fast_path_p95_ms"], 2)  # type: ignore[index]
+    for name in ("words", "llm", "nice"):
+        if name in configs:
+            p95 = out[name + "_run"]["fast_path_p95_ms"]  # type: ignore[index]
+            out[f"ratio_fast_p95_{name}_over_off"] = round(p95 / off["fast_path_p95_ms"], 2)  # type: ignore[index]
     print(json.dumps(out, indent=1))
     return 0
 
