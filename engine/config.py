@@ -278,8 +278,15 @@ class ReasoningSettings(Section):
     idle: bool = Field(
         True,
         description="Run the reasoning thread under Linux SCHED_IDLE: only on CPU time the fast path leaves "
-        "unused (the labels never wait for the LLM). Under sustained full load reasoning then nearly "
-        "stops; off: `nice` applies.",
+        "unused (the labels never wait for the LLM); a generation starved longer than `idle_grace_s` "
+        "finishes at `nice`. Off: `nice` applies throughout.",
+    )
+    idle_grace_s: float = Field(
+        10.0,
+        ge=0.0,
+        description="With `idle`: a generation still running after this many seconds (the CPU is saturated) "
+        "finishes at the `nice` level instead, so a busy node still explains now and then (counted as "
+        "`left_idle` in stats); 0 = never.",
     )
     grammar: bool = Field(True, description="Constrain output to <think>..</think><answer>LABEL</answer>.")
     layout: Literal["auto", "evidence", "compact", "ranked", "legacy"] = Field(

@@ -11,7 +11,9 @@ Two strengths:
 - `idle` (Linux `SCHED_IDLE`): the thread runs on cycles no normal thread wants. On the 2-core bench the
   fast path's median with the LLM and Whisper running went from ~+12 ms (nice 10) to ~+3 ms over
   running alone (bench/RESULTS.md). The price: under sustained full load the idle thread nearly stops
-  (its reasoning or transcript arrives late or not at all) instead of taking a slice from the labels.
+  (its reasoning or transcript arrives late or not at all) instead of taking a slice from the labels —
+  which is why the reasoning scheduler lifts a generation that has waited too long back to `nice`
+  (`leave_idle`, `reasoning.idle_grace_s`).
 """
 
 from __future__ import annotations
@@ -34,3 +36,16 @@ def lower_thread_priority(nice: int, idle: bool = False) -> None:
         return
     with contextlib.suppress(AttributeError, OSError):  # PermissionError is an OSError
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + nice)
+
+
+def leave_idle(tid: int, nice: int) -> bool:
+    """Move thread `tid` from SCHED_IDLE back to the normal policy at `nice` steps below the caller.
+
+    Called from another thread (the event loop) when an idle generation has starved for too long; the
+    worker restores SCHED_IDLE itself at its next job. False where Linux refuses or lacks the calls."""
+    try:
+        os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + max(0, nice)))
+    except (AttributeError, OSError):
+        return False
+    return True

@@ -170,3 +170,41 @@ async def test_reasoner_thread_runs_at_lower_priority(llama_model: LlamaCppLM) -
         assert probe.seen == [want]
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
     assert os.sched_getscheduler(0) == policy
+
+
+async def test_a_starved_idle_generation_is_lifted_to_nice_after_the_grace(llama_model: LlamaCppLM) -> None:
+    """`reasoning.idle_grace_s`: a generation still running after the grace leaves SCHED_IDLE for the
+    `nice` level (a saturated CPU would otherwise starve it indefinitely), is counted as `left_idle`, and
+    the worker's next generation starts under SCHED_IDLE again."""
+    import os
+    import threading
+    import time as _time
+
+    class Slow(Reasoner):
+        seen: list[tuple[int, int, int]]  # policy at start, policy and nice at the end
+        delay: float
+
+        def reason(self, result: WindowResult) -> ReasoningResult:
+            tid = threading.get_native_id()
+            start = os.sched_getscheduler(tid)
+            _time.sleep(self.delay)  # stands in for a generation that the CPU cannot serve
+            out = super().reason(result)
+            self.seen.append((start, os.sched_getscheduler(tid), os.getpriority(os.PRIO_PROCESS, tid)))
+            return out
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    slow = Slow(llama_model, max_tokens=4)
+    slow.seen, slow.delay = [], 0.6
+    sched = ReasoningScheduler([slow], nice=5, idle=True, idle_grace_s=0.2)
+    try:
+        assert await sched.submit(_result("happy", 0, stream="a"))
+        await sched.drain(60)
+        slow.delay, sched.idle_grace_s = 0.0, 60.0  # the next one ends well inside the grace: not lifted
+        assert await sched.submit(_result("sad", 1, stream="a"))
+        await sched.drain(60)
+    finally:
+        await sched.aclose()
+    lifted, quick = slow.seen
+    assert lifted[0] == os.SCHED_IDLE and lifted[1:] == (os.SCHED_OTHER, min(19, base + 5))
+    assert quick[:2] == (os.SCHED_IDLE, os.SCHED_IDLE)
+    assert sched.stats()["left_idle"] == 1

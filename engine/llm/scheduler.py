@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,7 @@ from typing import Any
 
 from affectstream.engine.llm.reasoner import Reasoner
 from affectstream.engine.metrics import percentile
-from affectstream.engine.priority import lower_thread_priority
+from affectstream.engine.priority import leave_idle, lower_thread_priority
 from affectstream.engine.types import ReasoningResult, WindowResult
 
 ResultCallback = Callable[[ReasoningResult], Awaitable[None] | None]
@@ -54,6 +55,7 @@ class SchedulerStats:
     invalid: int = 0
     dropped: int = 0  # results dropped from the full output queue (oldest first; queue mode only)
     callback_errors: int = 0  # on_result raised (that result is lost to the consumer, counted here)
+    left_idle: int = 0  # generations lifted out of SCHED_IDLE after `idle_grace_s` (the CPU was saturated)
     decode_ms: list[float] = field(default_factory=list)
     end_to_end_ms: list[float] = field(default_factory=list)  # submit → result, queueing included
 
@@ -72,6 +74,7 @@ class SchedulerStats:
             "invalid": self.invalid,
             "dropped": self.dropped,
             "callback_errors": self.callback_errors,
+            "left_idle": self.left_idle,
             "latency_p50_ms": pct(self.decode_ms, 50),
             "latency_p95_ms": pct(self.decode_ms, 95),
             "end_to_end_p50_ms": pct(self.end_to_end_ms, 50),
@@ -92,6 +95,7 @@ class ReasoningScheduler:
         owns_models: bool = False,
         nice: int = 0,
         idle: bool = False,
+        idle_grace_s: float = 0.0,
     ) -> None:
         if not reasoners:
             raise ValueError("scheduler needs at least one reasoner")
@@ -106,6 +110,8 @@ class ReasoningScheduler:
             initializer=lower_thread_priority,
             initargs=(nice, idle),
         )
+        self._nice, self._sched_idle, self.idle_grace_s = nice, idle, float(idle_grace_s)
+        self._tids: dict[int, int] = {}  # id(reasoner) → native id of the thread running it now
         self.every_n = every_n
         self.on_change = on_change
         self.on_result = on_result
@@ -228,11 +234,33 @@ class ReasoningScheduler:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    def _work(self, reasoner: Reasoner, result: WindowResult) -> ReasoningResult:
+        """One generation on a worker thread (SCHED_IDLE restored first if the last one was lifted)."""
+        if self._sched_idle:
+            lower_thread_priority(self._nice, True)
+        self._tids[id(reasoner)] = threading.get_native_id()
+        try:
+            return reasoner.reason(result)
+        finally:
+            self._tids.pop(id(reasoner), None)  # a late timer must not lift a thread that moved on
+
+    def _lift(self, reasoner: Reasoner) -> None:
+        """A generation still running after `idle_grace_s`: the CPU is saturated and SCHED_IDLE would
+        starve it indefinitely, so it finishes at the `nice` level instead (counted as `left_idle`)."""
+        tid = self._tids.get(id(reasoner))
+        if tid is not None and leave_idle(tid, self._nice):
+            self.counters.left_idle += 1
+
     async def _run(self, reasoner: Reasoner, result: WindowResult, submitted_at: float) -> None:
         loop = asyncio.get_running_loop()
+        timer = None
+        if self._sched_idle and self.idle_grace_s > 0:
+            timer = loop.call_later(self.idle_grace_s, self._lift, reasoner)
         try:
-            out = await loop.run_in_executor(self._pool, reasoner.reason, result)
+            out = await loop.run_in_executor(self._pool, self._work, reasoner, result)
         finally:
+            if timer is not None:
+                timer.cancel()
             self._idle.append(reasoner)
             self._streams[result.stream].in_flight = False
         s = self.counters
@@ -287,4 +315,5 @@ def build_lite_slow_path(settings: Any, profile: Any, on_result: ResultCallback)
         owns_models=True,
         nice=int(getattr(rs, "nice", 0)),
         idle=bool(getattr(rs, "idle", False)),
+        idle_grace_s=float(getattr(rs, "idle_grace_s", 0.0)),
     )
