@@ -23,6 +23,7 @@ import numpy as np
 from affectstream.engine.labels import EMOTIONS
 from affectstream.engine.llm import grounding
 from affectstream.train.cues import CueSample, load_jsonl
+from affectstream.train.evaluate import metrics
 
 
 def features(sample: CueSample) -> list[float]:
@@ -40,9 +41,8 @@ def features(sample: CueSample) -> list[float]:
 
 
 def scores(y: list[str], p: list[str]) -> dict[str, float]:
-    war = 100.0 * float(np.mean([a == b for a, b in zip(y, p, strict=True)]))
-    rec = [np.mean([b == k for a, b in zip(y, p, strict=True) if a == k]) for k in EMOTIONS if k in y]
-    return {"war": round(war, 1), "uar": round(100.0 * float(np.mean(rec)), 1)}
+    r = metrics(y, p)  # the evaluator's WAR/UAR, so these figures compare with `affectstream eval`'s
+    return {"war": round(r.war, 1), "uar": round(r.uar, 1)}
 
 
 def main() -> int:

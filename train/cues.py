@@ -318,9 +318,9 @@ def synth_sample(
 
     `analyzer_faces`: faces as the `lite` analyzer reports them (a float: in that share of samples) —
     often saturated expression scores and the face mesh's actions (`_analyzer_like`, `_face_actions`),
-    from their own random stream, so everything else about the sample is unchanged. Why: the default synthetic faces never score above
-    0.9 and carry no actions, while the analyzer's do; a reasoner trained without them misread the
-    bundled sample's `happy 100` face with four actions."""
+    from their own random stream, so everything else about the sample is unchanged. Why: the default
+    synthetic faces never score above 0.9 and carry no actions, while the analyzer's do; a reasoner
+    trained without them misread the bundled sample's `happy 100` face with four actions."""
     py = random.Random(seed * 1_000_003 + index)
     rng = np.random.default_rng([seed, index])
     label = label or py.choice(EMOTIONS)

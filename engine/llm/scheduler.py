@@ -108,7 +108,7 @@ class ReasoningScheduler:
             max_workers=len(reasoners),
             thread_name_prefix="reasoner",
             initializer=lower_thread_priority,
-            initargs=(nice, idle),
+            initargs=(0 if idle else nice,),  # idle: set per generation by `_work` (it may have been lifted)
         )
         self._nice, self._sched_idle, self.idle_grace_s = nice, idle, float(idle_grace_s)
         self._tids: dict[int, int] = {}  # id(reasoner) → native id of the thread running it now
@@ -235,7 +235,8 @@ class ReasoningScheduler:
             task.add_done_callback(self._tasks.discard)
 
     def _work(self, reasoner: Reasoner, result: WindowResult) -> ReasoningResult:
-        """One generation on a worker thread (SCHED_IDLE restored first if the last one was lifted)."""
+        """One generation on a worker thread; with `idle`, under SCHED_IDLE (set here, not once per thread,
+        so a thread lifted by `_lift` during its last generation starts this one idle again)."""
         if self._sched_idle:
             lower_thread_priority(self._nice, True)
         self._tids[id(reasoner)] = threading.get_native_id()
